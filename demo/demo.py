@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import sys
 import time
 
@@ -78,7 +79,8 @@ class Response(object):
     def text(self):
         """The body as one line of text, HTML tags removed."""
         text = self.body.decode('utf-8', 'replace')
-        text = re.sub(r'<title>.*?</title>|<h1>.*?</h1>', ' ', text, flags=re.S)
+        text = re.sub(r'<title>.*?</title>|<h1>.*?</h1>', ' ', text,
+                      flags=re.S)
         text = re.sub(r'<[^>]+>', ' ', text)
         text = text.replace('&#x27;', "'").replace('&quot;', '"')
         return ' '.join(text.split())
@@ -173,25 +175,37 @@ def write_data(path, size):
     return md5.hexdigest()
 
 
-def wait_for_import(client, report, image_id, timeout=IMPORT_TIMEOUT):
-    """Poll the image until the import ends; print the states seen."""
+def import_and_wait(client, report, image_id, body, headers=None,
+                    timeout=IMPORT_TIMEOUT):
+    """Ask for an import, then poll the image until the import ends.
+
+    It has ended when the image is active, killed or deleted, or when it
+    was updated and is not 'importing' (a failed import hands the image
+    back for another try).
+
+    :returns: (the import response, the image at the end)
+    """
+    since = client.image(image_id)['updated_at']
+    resp = client.call('POST', '/v2/images/%s/import' % image_id, body,
+                       headers)
+    if resp.status != 202:
+        return resp, client.image(image_id)
     start = time.monotonic()
     seen = []
-    image = client.image(image_id)
     while True:
+        image = client.image(image_id)
         if not seen or seen[-1] != image['status']:
             seen.append(image['status'])
-        done = image['status'] in ('active', 'killed', 'deleted')
-        gave_back = 'importing' in seen and image['status'] in (
-            'uploading', 'queued')
-        if done or gave_back or time.monotonic() - start > timeout:
+        if (image['status'] in ('active', 'killed', 'deleted') or
+                image['status'] != 'importing' and
+                image['updated_at'] != since or
+                time.monotonic() - start > timeout):
             break
         time.sleep(0.5)
-        image = client.image(image_id)
     report.note('status seen while polling GET /v2/images/%s: %s '
                 '(%.1f s)' % (image_id, ' -> '.join(seen),
                               time.monotonic() - start))
-    return image
+    return resp, image
 
 
 def datadir_listing(report, layout, store):
@@ -267,12 +281,11 @@ def step_import(ctx):
     report, layout = ctx['report'], ctx['layout']
     image_id = ctx['image_id']
     report.title('import it into the store "cheap" (glance-direct, step 2)')
-    resp = ctx['client'].call(
-        'POST', '/v2/images/%s/import' % image_id,
+    resp, image = import_and_wait(
+        ctx['client'], report, image_id,
         {'method': {'name': 'glance-direct'}},
         {'X-Image-Meta-Store': 'cheap'})
     report.check(resp.status == 202, 'POST .../import answers 202')
-    image = wait_for_import(ctx['client'], report, image_id)
     report.check(image['status'] == 'active',
                  'the image is %s (active expected)' % image['status'])
     report.check(image.get('stores') == 'cheap',
@@ -351,10 +364,9 @@ def step_web_download(ctx):
     if not report.check(resp.status == 201, 'a third image is created'):
         return
     image_id = resp.json()['id']
-    resp = client.call('POST', '/v2/images/%s/import' % image_id, {
+    resp, image = import_and_wait(client, report, image_id, {
         'method': {'name': 'web-download', 'uri': url}})
     report.check(resp.status == 202, 'POST .../import answers 202')
-    image = wait_for_import(client, report, image_id)
     report.check(image['status'] == 'active',
                  'the image is %s (active expected)' % image['status'])
     report.check(image.get('stores') == glance_demo.DEFAULT_STORE,
@@ -459,32 +471,43 @@ def serve(args, layout):
         server.stop()
 
 
-def print_serve_help(url, web_url, layout):
-    ident = ' '.join("-H '%s: %s'" % item for item in
-                     sorted(glance_demo.IDENTITY_HEADERS.items()))
-    print('''
-glance-api (patched) is listening on %(url)s
-  configuration  %(conf)s
-  log            %(log)s
-  file server    %(web)s (for web-download)
+def write_curl_config(layout):
+    """A curl config file sending the demo identity; return its path."""
+    path = os.path.join(layout.etc, 'identity.curlrc')
+    with open(path, 'w') as f:
+        for item in sorted(glance_demo.IDENTITY_HEADERS.items()):
+            f.write('header = "%s: %s"\n' % item)
+    return os.path.relpath(path)
+
+
+SERVE_HELP = """
+glance-api (patched) is listening on {url}
+  configuration  {conf}
+  log            {log}
+  file server    {web} (for web-download)
 Stop it with Ctrl-C.  Try, in another terminal:
 
-  H="%(ident)s"
-  curl -s $H %(url)s/v2/info/stores
-  curl -s $H -H 'Content-Type: application/json' %(url)s/v2/images \\
-       -d '{"name": "try", "disk_format": "raw", "container_format": "bare"}'
-  # ID=<the id printed above>
-  curl -s $H -X PUT -H 'Content-Type: application/octet-stream' \\
-       --data-binary @/etc/hostname %(url)s/v2/images/$ID/stage
-  curl -si $H -H 'Content-Type: application/json' \\
-       -H 'X-Image-Meta-Store: os_glance_staging_store' \\
-       %(url)s/v2/images/$ID/import -d '{"method": {"name": "glance-direct"}}'
-  curl -si $H -H 'Content-Type: application/json' -H 'X-Image-Meta-Store: cheap' \\
-       %(url)s/v2/images/$ID/import -d '{"method": {"name": "glance-direct"}}'
-  curl -s $H %(url)s/v2/images/$ID
-''' % {'url': url, 'conf': os.path.relpath(layout.conf),
-       'log': os.path.relpath(layout.log), 'web': web_url, 'ident': ident},
-          flush=True)
+  G="curl -s -K {curlrc}"
+  $G {url}/v2/info/stores
+  $G -H 'Content-Type: application/json' {url}/v2/images \\
+     -d '{{"name": "try", "disk_format": "raw", "container_format": "bare"}}'
+  ID=...   # the "id" printed
+  $G -X PUT -H 'Content-Type: application/octet-stream' \\
+     --data-binary @README.rst {url}/v2/images/$ID/stage
+  $G -i -H 'Content-Type: application/json' \\
+     -H 'X-Image-Meta-Store: os_glance_staging_store' \\
+     -d '{{"method": {{"name": "glance-direct"}}}}' {url}/v2/images/$ID/import
+  $G -i -H 'Content-Type: application/json' -H 'X-Image-Meta-Store: cheap' \\
+     -d '{{"method": {{"name": "glance-direct"}}}}' {url}/v2/images/$ID/import
+  $G {url}/v2/images/$ID
+"""
+
+
+def print_serve_help(url, web_url, layout):
+    print(SERVE_HELP.format(
+        url=url, conf=os.path.relpath(layout.conf),
+        log=os.path.relpath(layout.log), web=web_url,
+        curlrc=write_curl_config(layout)), flush=True)
 
 
 def parse_args(argv):
@@ -506,8 +529,14 @@ def parse_args(argv):
     return args
 
 
+def interrupt(signum, frame):
+    """SIGTERM: stop like Ctrl-C, through the same clean-up."""
+    raise KeyboardInterrupt
+
+
 def main(argv):
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, interrupt)
     layout = glance_demo.Layout(args.build_dir)
     try:
         if args.serve:

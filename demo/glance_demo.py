@@ -277,6 +277,7 @@ class FileServer(object):
     """A static HTTP server on 127.0.0.1 for the web-download method."""
 
     def __init__(self, directory, port=0):
+        self.directory = directory
         handler = _partial_handler(directory)
         self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', port),
                                                      handler)
