@@ -435,9 +435,10 @@ def walk_through(args, layout):
         api.start()
         print('    ready in %.1f s; log: %s' % (
             time.monotonic() - start, os.path.relpath(layout.log)))
-        print('    every request carries the identity headers %s' % ', '.join(
-            '%s: %s' % item for item in
-            sorted(glance_demo.IDENTITY_HEADERS.items())), flush=True)
+        print('    no Keystone: every request carries the identity headers',
+              flush=True)
+        for item in sorted(glance_demo.IDENTITY_HEADERS.items()):
+            print('      %s: %s' % item, flush=True)
         ctx = {'report': report, 'layout': layout, 'server': server,
                'client': Client(port, report),
                'staged_md5': md5s[STAGED_NAME], 'web_md5': md5s[WEB_NAME]}
