@@ -241,10 +241,14 @@ def test_failed_import_keeps_the_staged_data_for_another_try(
         glance, layout, staged):
     image_id, data = staged
     # Make the import into cheap fail: a file of that name is there.
-    with open(os.path.join(layout.datadirs['cheap'], image_id), 'wb') as f:
+    in_the_way = os.path.join(layout.datadirs['cheap'], image_id)
+    with open(in_the_way, 'wb') as f:
         f.write(b'in the way')
-    time.sleep(1.1)     # updated_at has a resolution of one second
-    image, seen = glance.import_and_wait(image_id, store='cheap')
+    try:
+        time.sleep(1.1)     # updated_at has a resolution of one second
+        image, seen = glance.import_and_wait(image_id, store='cheap')
+    finally:
+        os.unlink(in_the_way)
     assert image['status'] == 'uploading', seen
     assert read(staged_path(layout, image_id)) == data
     with open(layout.log) as f:
@@ -256,7 +260,6 @@ def test_failed_import_keeps_the_staged_data_for_another_try(
     assert image['stores'] == 'fast'
     assert glance.download(image_id).content == data
     assert files_in(layout, STAGING) == []
-    os.unlink(os.path.join(layout.datadirs['cheap'], image_id))
 
 
 def test_glance_direct_imports_the_staged_data_not_a_uri_sent(

@@ -245,7 +245,7 @@ def stop_group(proc, timeout):
             continue
 
 
-def run_api_until_exit(python, layout, timeout=120):
+def run_api_until_exit(python, layout, timeout=60):
     """Run glance-api expecting it to refuse to start.
 
     :returns: (exit code, what it wrote to stdout and stderr)
