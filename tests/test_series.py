@@ -10,6 +10,7 @@ import importlib.machinery
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CACHE = os.environ.get('SERIES_CACHE') or os.path.join(ROOT, 'build',
                                                         'cache')
+
+
+def load_series():
+    """Import ./series as a module."""
+    loader = importlib.machinery.SourceFileLoader(
+        'series_mod', os.path.join(ROOT, 'series'))
+    spec = importlib.util.spec_from_loader('series_mod', loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
 
 
 def make_patch_commit(tree, path, text, subject):
@@ -265,11 +276,7 @@ class TestPython37(SeriesCase):
         self.assertIn('SERIES_PYTHON37', proc.stdout)
 
     def test_summary_line(self):
-        loader = importlib.machinery.SourceFileLoader(
-            'series_mod', os.path.join(ROOT, 'series'))
-        spec = importlib.util.spec_from_loader('series_mod', loader)
-        mod = importlib.util.module_from_spec(spec)
-        loader.exec_module(mod)
+        mod = load_series()
         text = ('Totals\n======\nRan: 5 tests in 1.0 sec.\n'
                 ' - Passed: 3\n - Skipped: 1\n - Expected Fail: 0\n'
                 ' - Unexpected Success: 0\n - Failed: 1\n'
@@ -277,6 +284,22 @@ class TestPython37(SeriesCase):
         counts = mod.parse_stestr(text)
         self.assertEqual('3 passed, 1 failed, 1 skipped', counts.line())
         self.assertIsNone(mod.parse_stestr('Traceback: import error\n'))
+
+    def test_pytest_summary_line(self):
+        mod = load_series()
+        text = ('acceptance/test_api.py::test_one PASSED\n'
+                '==== 2 failed, 45 passed, 1 error in 30.82 seconds ====\n')
+        self.assertEqual('45 passed, 3 failed',
+                         mod.parse_pytest(text).line())
+        self.assertIsNone(mod.parse_pytest('ImportError: no pytest\n'))
+
+    def test_run_foreground_gives_the_exit_code_and_restores_ctrl_c(self):
+        mod = load_series()
+        before = signal.getsignal(signal.SIGINT)
+        code = mod.run_foreground([sys.executable, '-c',
+                                   'import sys; sys.exit(7)'])
+        self.assertEqual(7, code)
+        self.assertIs(before, signal.getsignal(signal.SIGINT))
 
 
 if __name__ == '__main__':
