@@ -262,27 +262,26 @@ def test_failed_import_keeps_the_staged_data_for_another_try(
     assert files_in(layout, STAGING) == []
 
 
-def test_glance_direct_imports_the_staged_data_not_a_uri_sent(
-        glance, layout, staged):
+def test_glance_direct_refuses_a_uri(glance, layout, staged):
     # glance-direct imports what was staged.  A 'uri' in the request
     # must not make glance-api read another file of its host (here its
-    # own configuration), nor leave the staged data behind.
+    # own configuration) or another image's staged data.
     image_id, data = staged
-    since = glance.image(image_id)['updated_at']
-    resp = glance.request('POST', '/v2/images/%s/import' % image_id, json={
-        'method': {'name': 'glance-direct', 'uri': 'file://' + layout.conf}})
-    if resp.status_code == 202:
-        image, seen = glance.wait_for_import(image_id, since)
-        if image['status'] == 'active':
-            content = glance.download(image_id).content
-            assert md5(content) == md5(data), (
-                'the image holds the %d bytes of %s, not the data staged'
-                % (len(content), layout.conf))
-    else:
+    other = glance.create_image('someone-else')['id']
+    assert glance.stage(other, b'not yours').status_code == 204
+    for uri in ('file://' + layout.conf,
+                'file://' + staged_path(layout, other)):
+        resp = glance.request('POST', '/v2/images/%s/import' % image_id,
+                              json={'method': {'name': 'glance-direct',
+                                               'uri': uri}})
         assert resp.status_code == 400, resp.text
+        assert ("The glance-direct import method imports the data staged "
+                "for the image and takes no 'uri'." in message(resp))
+    assert glance.status(image_id) == 'uploading'
+    assert read(staged_path(layout, image_id)) == data
+    assert read(staged_path(layout, other)) == b'not yours'
     assert os.path.exists(layout.conf)
-    if glance.status(image_id) == 'active':
-        assert files_in(layout, STAGING) == []
+    assert glance.delete(other).status_code == 204
 
 
 def test_importing_an_image_never_staged_is_refused(glance, layout):

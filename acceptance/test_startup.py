@@ -98,3 +98,26 @@ def test_reserved_store_without_datadir_is_refused(refusal):
     del refusal.sections[TASKS]
     assert_refused(refusal, (
         "The reserved store %s has no filesystem_store_datadir" % TASKS))
+
+
+@pytest.mark.parametrize('where, reason', [
+    ('in-the-way/staging',
+     'glance_store could not create it or write to it (see its warning '
+     'above)'),
+    ('in-the-way', 'it is not a directory')])
+def test_reserved_store_that_cannot_keep_files_is_refused(refusal, tmpdir,
+                                                          where, reason):
+    # A regular file stands where the staging store's directory, or one
+    # of its parents, should be.
+    tmpdir.join('in-the-way').write('not a directory')
+    path = os.path.join(str(tmpdir), where)
+    refusal.sections[STAGING]['filesystem_store_datadir'] = path
+    code, output, log = refusal.run()
+    assert code == glance_demo.EXIT_RESERVED_STORE_CONFIG, (code, output)
+    message = ("The reserved store %s cannot keep files in "
+               "[%s]/filesystem_store_datadir = %s: %s. Point the option "
+               "at a directory that the user glance-api runs as can create "
+               "or write to." % (STAGING, STAGING, path, reason))
+    assert 'ERROR: ' + message in output
+    assert message in log
+    assert tmpdir.join('in-the-way').read() == 'not a directory'
