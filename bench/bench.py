@@ -33,6 +33,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -57,9 +58,15 @@ COPY_CHUNK = 1 << 20             # the limit copies 1 MiB at a time
 SEND_CHUNK = 1 << 20             # the client sends the stage body so
 REQUEST_TIMEOUT = 120            # seconds for any one socket operation
 STARTUP_TIMEOUT = 120            # seconds for glance-api to answer
-POLL_INTERVAL = 0.1              # seconds between two GETs of the image
+POLL_INTERVAL = 0.05             # seconds between two GETs of the image
 MEMORY_INTERVAL = 0.1            # seconds between two looks at /proc
 SLOWEST_MBPS = 4                 # below this a run is taken as stuck
+# Seconds to wait before each measurement.  In a virtual machine that
+# hands freed memory back to its host (free page reporting, about 2 s
+# after the release), writing into memory freed just before is several
+# times faster than writing into memory the host took back: waiting makes
+# every measurement start alike, whatever came just before it.
+SETTLE_SECONDS = 3
 MEMORY_GROWTH_LIMIT_MIB = 64
 RATIO_TARGET = 0.95
 LIMIT_FRACTION_TARGET = 0.5
@@ -447,6 +454,10 @@ class Client(object):
         back as 'uploading').
         """
         seen = []
+        # A random phase: the polls would otherwise fall at the same
+        # times after every import call, and an import a little shorter
+        # than another could show up a whole interval shorter.
+        time.sleep(random.uniform(0, POLL_INTERVAL))
         while True:
             image = self.image(image_id)
             status = image['status']
@@ -772,11 +783,13 @@ def bench(args):
         label = size_label(data.size)
         runs = {'limit': [], 'unpatched': [], 'patched': []}
         for n in range(1, args.runs + 1):
+            time.sleep(SETTLE_SECONDS)
             limit = measure_limit(data, base)
             runs['limit'].append(limit)
             say('--> %s, run %d/%d: limit %.1f MB/s' % (
                 label, n, args.runs, limit['mbps']))
             for name in SIDES:
+                time.sleep(SETTLE_SECONDS)
                 result = measure_side(sides[name], data)
                 runs[name].append(result)
                 say('    %-9s %s' % (name, describe(result)))
@@ -787,7 +800,8 @@ def bench(args):
     report = {
         'generated': datetime.datetime.now().isoformat(timespec='seconds'),
         'machine': info,
-        'options': {'sizes': args.sizes, 'runs': args.runs},
+        'options': {'sizes': args.sizes, 'runs': args.runs,
+                    'settle_s': SETTLE_SECONDS, 'poll_s': POLL_INTERVAL},
         'units': {'mbps': '10^6 bytes/s', 'peak_rss_mib': 'MiB, sum of '
                   'VmHWM over the process group of glance-api',
                   'startup_s': 'seconds from Popen to the first 200 on '

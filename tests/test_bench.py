@@ -4,13 +4,13 @@ configurations.
 """
 
 import configparser
+import contextlib
 import io
 import os
 import shutil
 import sys
 import tempfile
 import unittest
-from contextlib import redirect_stderr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'bench'))
@@ -30,8 +30,8 @@ def side_run(stage, imp, peak, startup=1.0):
             'peak_rss_mib': peak, 'startup_s': startup}
 
 
-def summary(size, limit=500.0, unpatched=(200, 100, 90), patched=(200, 100,
-                                                                 91)):
+def summary(size, limit=500.0, unpatched=(200, 100, 90),
+            patched=(200, 100, 91)):
     runs = {'limit': [{'mbps': limit}] * 3,
             'unpatched': [side_run(*unpatched)] * 3,
             'patched': [side_run(*patched)] * 3}
@@ -81,7 +81,7 @@ class TestOptions(unittest.TestCase):
 
     def test_bad_options_exit_with_usage(self):
         for extra in (['--runs', '0'], ['--runs', 'x'], ['--sizes', '1T']):
-            with redirect_stderr(io.StringIO()) as err:
+            with contextlib.redirect_stderr(io.StringIO()) as err:
                 with self.assertRaises(SystemExit):
                     bench.parse_args(REQUIRED + extra)
             self.assertIn('usage', err.getvalue())
@@ -239,6 +239,7 @@ class TestConfigurations(unittest.TestCase):
     def test_both_sides_alike_otherwise(self):
         _side, unpatched = self.parsed('unpatched')
         _side, patched = self.parsed('patched')
+
         def own(conf, section):
             return set(conf.options(section)) - set(conf.defaults())
         for section in ('fast', 'cheap', 'glance_store', 'paste_deploy'):
