@@ -17,10 +17,12 @@ patched
 For the two glance-api sides each run starts a fresh glance-api, stages
 the image (PUT .../stage, streamed from the file), imports it with
 glance-direct and polls until the image is active, checks its size,
-checksum and multihash, then deletes it and stops glance-api.  The runs
-alternate (unpatched, patched, unpatched, patched, ...).  The medians, the
-patched/unpatched ratios and the end-to-end throughput as a fraction of
-the limit are printed as a table and written to ``build/bench.json``.
+checksum and multihash, then deletes it and stops glance-api.  Each side
+first does one small import that is not measured.  The runs alternate
+(limit, unpatched, patched, limit, unpatched, patched, ...), each after a
+short pause.  The medians, the patched/unpatched ratios and the
+end-to-end throughput as a fraction of the limit are printed as a table
+and written to ``build/bench.json``; bench/README.rst says more.
 
 Standard library only (it runs with build/venv's Python 3.7); Glance only
 ever runs as a separate glance-api process, on 127.0.0.1.
@@ -290,14 +292,14 @@ def parse_args(argv):
         description='Staging and import throughput and memory of '
                     'glance-api, patched against unpatched, beside the '
                     'raw-copy limit.')
-    parser.add_argument('--sizes', default=DEFAULT_SIZES, type=parse_sizes,
+    parser.add_argument('--sizes', default=DEFAULT_SIZES, type=_sizes,
                         help='image sizes, comma-separated, K/M/G = '
                              'KiB/MiB/GiB (default %s)' % DEFAULT_SIZES)
     parser.add_argument('--runs', default=DEFAULT_RUNS, type=_positive,
                         help='runs per side and size (default %d)'
                              % DEFAULT_RUNS)
     parser.add_argument('--json', help='where to write the results '
-                        '(default BUILD_DIR/bench.json)')
+                        '(default build/bench.json)')
     parser.add_argument('--build-dir', required=True, help=argparse.SUPPRESS)
     for side in ('pristine', 'patched'):
         parser.add_argument('--%s-python' % side, required=True,
@@ -308,6 +310,13 @@ def parse_args(argv):
     if args.json is None:
         args.json = os.path.join(args.build_dir, 'bench.json')
     return args
+
+
+def _sizes(text):
+    try:
+        return parse_sizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
 
 
 def _positive(text):
