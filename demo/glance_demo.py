@@ -174,6 +174,10 @@ def tail(path, lines=30):
 class GlanceApi(object):
     """A glance-api process on 127.0.0.1, started and stopped by us."""
 
+    # What start() polls until it answers 200, and how often.
+    ready_path = '/healthcheck'
+    poll_interval = 0.25
+
     def __init__(self, python, layout, port):
         self.python = python
         self.layout = layout
@@ -212,11 +216,11 @@ class GlanceApi(object):
                     'glance-api did not answer on %s within %d s; its log '
                     '(%s):\n%s' % (self.url, timeout, self.layout.log,
                                    tail(self.layout.log)))
-            time.sleep(0.25)
+            time.sleep(self.poll_interval)
 
     def healthy(self):
         try:
-            with urllib.request.urlopen(self.url + '/healthcheck',
+            with urllib.request.urlopen(self.url + self.ready_path,
                                         timeout=5) as resp:
                 return resp.status == 200
         except (urllib.error.URLError, OSError):
