@@ -83,6 +83,46 @@ def layout(api):
     return api.layout
 
 
+@pytest.fixture(scope='module')
+def own_api(request, tmpdir_factory, glance_python, glance_tree):
+    """A glance-api of the test module's own, configured as the demo's.
+
+    For the tests that break its directories or load it, so that the
+    shared one is not disturbed.  Its base directory is named after the
+    module; it is stopped when the module's tests are done.
+    """
+    name = request.module.__name__.rpartition('.')[2]
+    layout = glance_demo.Layout(str(tmpdir_factory.mktemp(name)))
+    sections = glance_demo.config_sections(layout, glance_demo.free_port())
+    glance_demo.write_config(layout, sections, glance_tree)
+    glance_demo.db_sync(glance_python, layout)
+    server = glance_demo.GlanceApi(glance_python, layout,
+                                   int(sections['DEFAULT']['bind_port']))
+    server.start()
+    yield server
+    server.stop()
+
+
+_FIGURES = []
+
+
+@pytest.fixture(scope='session')
+def figures():
+    """Lines for the closing summary: what a test measured.
+
+    pytest keeps the tests' output to itself; these lines are printed in
+    a "figures" section just above the final counts.
+    """
+    return _FIGURES
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section('figures')
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
+
+
 class Refusal(object):
     """A glance-api configuration that should not start."""
 

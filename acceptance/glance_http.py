@@ -8,7 +8,9 @@ trusted-auth paste flavor.
 import hashlib
 import html
 import http.client
+import os
 import re
+import socket
 import time
 import urllib.parse
 
@@ -22,6 +24,34 @@ IMPORT_TIMEOUT = 120    # seconds for an import to end
 
 def md5(data):
     return hashlib.md5(data).hexdigest()
+
+
+def snapshot(top):
+    """{path relative to top: (size, mtime)} of every file below top."""
+    found = {}
+    for dirpath, _dirs, files in os.walk(top):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue        # gone since the walk saw it
+            found[os.path.relpath(path, top)] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+class Response(object):
+    """A response read by Glance.exact: status, reason, headers, text."""
+
+    def __init__(self, status, reason, headers, text):
+        self.status_code = status
+        self.reason = reason
+        self.headers = headers
+        self.text = text
+
+
+def _bytes(value):
+    return value if isinstance(value, bytes) else value.encode('utf-8')
 
 
 def message(resp):
@@ -131,3 +161,30 @@ class Glance(object):
             return resp.status, resp.read().decode('utf-8', 'replace')
         finally:
             conn.close()
+
+    def exact(self, method, path, body=b'', headers=()):
+        """Send a request made of the very bytes given; return a Response.
+
+        http.client refuses some paths (a NUL, a space) and requests
+        re-encodes header values, so this writes the request itself: the
+        path and the header names and values as given (str as UTF-8,
+        bytes as they are).  headers is a dict or (name, value) pairs, so
+        that a header may come twice.
+        """
+        parsed = urllib.parse.urlsplit(self.url)
+        if hasattr(headers, 'items'):
+            headers = list(headers.items())
+        lines = [_bytes(method) + b' ' + _bytes(path) + b' HTTP/1.1',
+                 b'Host: ' + _bytes(parsed.netloc), b'Connection: close',
+                 b'Content-Length: %d' % len(body)]
+        for name, value in (list(glance_demo.IDENTITY_HEADERS.items()) +
+                            list(headers)):
+            lines.append(_bytes(name) + b': ' + _bytes(value))
+        request = b'\r\n'.join(lines) + b'\r\n\r\n' + body
+        with socket.create_connection((parsed.hostname, parsed.port),
+                                      timeout=TIMEOUT) as sock:
+            sock.sendall(request)
+            resp = http.client.HTTPResponse(sock, method=method)
+            resp.begin()
+            text = resp.read().decode('utf-8', 'replace')
+        return Response(resp.status, resp.reason, resp.headers, text)
