@@ -1,0 +1,198 @@
+"""glance-api killed with SIGKILL in the middle of the work, then started.
+
+A glance-api of this module's own is killed (SIGKILL to its process
+group: nothing of it can tidy up) while it stages 256 MiB, or while it
+imports them, and started again on the same database and directories.
+What it left must never cost the client its data, nor pile up:
+
+* a stage cut off by the kill leaves, after the restart, an image in
+  ``queued`` and nothing in the staging store: the client stages again
+  and imports;
+* an import cut off by the kill leaves the staged data or the imported
+  image (never neither), and the image can be deleted cleanly.
+"""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+import glance_demo
+from glance_http import Glance
+from glance_http import md5
+
+SIZE = 256 << 20
+CHUNK = 1 << 20
+STAGING = glance_demo.STAGING_STORE
+WAIT = 60               # seconds for anything to happen
+
+
+class Restartable(object):
+    """A glance-api that can be killed and started again."""
+
+    def __init__(self, python, layout, port):
+        self.python = python
+        self.layout = layout
+        self.port = port
+        self.server = None
+
+    @property
+    def url(self):
+        return self.server.url
+
+    def start(self):
+        self.server = glance_demo.GlanceApi(self.python, self.layout,
+                                            self.port)
+        self.server.start()
+
+    def kill(self):
+        os.killpg(self.server.proc.pid, signal.SIGKILL)
+        self.server.proc.wait(WAIT)
+
+    def stop(self):
+        if self.server is not None:
+            self.server.stop()
+
+
+@pytest.fixture(scope='module')
+def api(tmpdir_factory, glance_python, glance_tree):
+    layout = glance_demo.Layout(str(tmpdir_factory.mktemp('restart')))
+    sections = glance_demo.config_sections(layout, glance_demo.free_port())
+    glance_demo.write_config(layout, sections, glance_tree)
+    glance_demo.db_sync(glance_python, layout)
+    api = Restartable(glance_python, layout,
+                      int(sections['DEFAULT']['bind_port']))
+    api.start()
+    yield api
+    api.stop()
+
+
+def log_text(layout):
+    with open(layout.log, errors='replace') as f:
+        return f.read()
+
+
+def wait_until(what, predicate):
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError('%s did not happen within %d s'
+                                 % (what, WAIT))
+        time.sleep(0.02)
+
+
+def staging_files(layout):
+    return glance_demo.list_files(layout.datadirs[STAGING])
+
+
+def read(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+class Sender(object):
+    """Streams data in chunks; stops sending once told to, and waits."""
+
+    def __init__(self, data, pause_after):
+        self.data = data
+        self.pause_after = pause_after
+        self.sent = 0
+        self.paused = threading.Event()
+        self.release = threading.Event()
+
+    def __iter__(self):
+        for start in range(0, len(self.data), CHUNK):
+            if self.sent >= self.pause_after:
+                self.paused.set()
+                self.release.wait(WAIT)
+            chunk = self.data[start:start + CHUNK]
+            self.sent += len(chunk)
+            yield chunk
+
+
+def test_kill_during_a_stage(api, figures):
+    glance = Glance(api.url)
+    image_id = glance.create_image('killed-while-staging')['id']
+    data = os.urandom(SIZE)
+    sender = Sender(data, pause_after=SIZE // 2)
+    outcome = {}
+
+    def stage():
+        try:
+            outcome['resp'] = glance.stage(image_id, iter(sender))
+        except requests.RequestException as e:
+            outcome['error'] = e
+
+    thread = threading.Thread(target=stage, daemon=True)
+    thread.start()
+    assert sender.paused.wait(WAIT), 'the client never sent half the data'
+    partial = os.path.join(api.layout.datadirs[STAGING], image_id + '.part')
+    wait_until('half of the data reaching the staging store',
+               lambda: os.path.exists(partial) and
+               os.path.getsize(partial) >= SIZE // 4)
+    api.kill()
+    sender.release.set()
+    thread.join(WAIT)
+    assert 'resp' not in outcome, outcome['resp'].text
+    assert os.path.exists(partial)     # what the kill left
+
+    api.start()
+    glance = Glance(api.url)
+    assert glance.status(image_id) == 'queued'
+    assert staging_files(api.layout) == []
+    log = log_text(api.layout)
+    assert 'Removed %s from %s: the stage of image %s did not finish' % (
+        partial, STAGING, image_id) in log
+    assert 'Image %s is queued again' % image_id in log
+
+    resp = glance.stage(image_id, data)
+    assert resp.status_code == 204, resp.text
+    image, states = glance.import_and_wait(image_id)
+    assert image['status'] == 'active', states
+    assert image['checksum'] == md5(data)
+    assert staging_files(api.layout) == []
+    figures.append('SIGKILL during a 256 MiB stage: restarted, image '
+                   'queued, no partial file, staged again and active')
+    assert glance.delete(image_id).status_code == 204
+
+
+def test_kill_during_an_import(api, figures):
+    glance = Glance(api.url)
+    image_id = glance.create_image('killed-while-importing')['id']
+    data = os.urandom(SIZE)
+    resp = glance.stage(image_id, data)
+    assert resp.status_code == 204, resp.text
+    staged = os.path.join(api.layout.datadirs[STAGING], image_id)
+    target = os.path.join(api.layout.datadirs[glance_demo.DEFAULT_STORE],
+                          image_id)
+    resp = glance.import_image(image_id)
+    assert resp.status_code == 202, resp.text
+    wait_until('the import writing into the store',
+               lambda: os.path.exists(target) and
+               os.path.getsize(target) > 0)
+    api.kill()
+    written = os.path.getsize(target)
+
+    api.start()
+    glance = Glance(api.url)
+    image = glance.image(image_id)
+    # Never neither: the imported image, or the staged data.
+    if image['status'] == 'active':
+        assert image['checksum'] == md5(data)
+        assert glance.download(image_id).content == data
+        outcome = 'the import had finished'
+    else:
+        assert image['status'] == 'importing'
+        assert read(staged) == data
+        outcome = ('image importing, staged data intact (%d MiB of %d '
+                   'written to the store)' % (written >> 20, SIZE >> 20))
+    # The operator can always delete it cleanly.
+    assert glance.delete(image_id).status_code == 204
+    assert glance.request('GET', '/v2/images/' + image_id).status_code \
+        == 404
+    assert staging_files(api.layout) == []
+    figures.append('SIGKILL during a 256 MiB glance-direct import: %s; '
+                   'deleted, staging empty' % outcome)
