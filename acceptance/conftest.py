@@ -58,14 +58,9 @@ def image_size_cap():
 def api(tmpdir_factory, glance_python, glance_tree, file_server,
         image_size_cap):
     """One glance-api for every HTTP test, configured as the demo's."""
-    layout = glance_demo.Layout(str(tmpdir_factory.mktemp('api')))
-    sections = glance_demo.config_sections(
-        layout, glance_demo.free_port(), file_server.port)
-    sections['DEFAULT']['image_size_cap'] = str(image_size_cap)
-    glance_demo.write_config(layout, sections, glance_tree)
-    glance_demo.db_sync(glance_python, layout)
-    server = glance_demo.GlanceApi(glance_python, layout,
-                                   int(sections['DEFAULT']['bind_port']))
+    server = glance_demo.prepared_api(
+        glance_python, glance_tree, str(tmpdir_factory.mktemp('api')),
+        file_server.port, image_size_cap=str(image_size_cap))
     server.start()
     yield server
     server.stop()
@@ -92,12 +87,8 @@ def own_api(request, tmpdir_factory, glance_python, glance_tree):
     module; it is stopped when the module's tests are done.
     """
     name = request.module.__name__.rpartition('.')[2]
-    layout = glance_demo.Layout(str(tmpdir_factory.mktemp(name)))
-    sections = glance_demo.config_sections(layout, glance_demo.free_port())
-    glance_demo.write_config(layout, sections, glance_tree)
-    glance_demo.db_sync(glance_python, layout)
-    server = glance_demo.GlanceApi(glance_python, layout,
-                                   int(sections['DEFAULT']['bind_port']))
+    server = glance_demo.prepared_api(glance_python, glance_tree,
+                                      str(tmpdir_factory.mktemp(name)))
     server.start()
     yield server
     server.stop()

@@ -33,19 +33,18 @@ WAIT = 60               # seconds for anything to happen
 class Restartable(object):
     """A glance-api that can be killed and started again."""
 
-    def __init__(self, python, layout, port):
-        self.python = python
-        self.layout = layout
-        self.port = port
-        self.server = None
+    def __init__(self, server):
+        self.server = server
+        self.layout = server.layout
 
     @property
     def url(self):
         return self.server.url
 
     def start(self):
-        self.server = glance_demo.GlanceApi(self.python, self.layout,
-                                            self.port)
+        """Start glance-api again, on the same port and database."""
+        self.server = glance_demo.GlanceApi(
+            self.server.python, self.layout, self.server.port)
         self.server.start()
 
     def kill(self):
@@ -59,12 +58,8 @@ class Restartable(object):
 
 @pytest.fixture(scope='module')
 def api(tmpdir_factory, glance_python, glance_tree):
-    layout = glance_demo.Layout(str(tmpdir_factory.mktemp('restart')))
-    sections = glance_demo.config_sections(layout, glance_demo.free_port())
-    glance_demo.write_config(layout, sections, glance_tree)
-    glance_demo.db_sync(glance_python, layout)
-    api = Restartable(glance_python, layout,
-                      int(sections['DEFAULT']['bind_port']))
+    api = Restartable(glance_demo.prepared_api(
+        glance_python, glance_tree, str(tmpdir_factory.mktemp('restart'))))
     api.start()
     yield api
     api.stop()
@@ -187,8 +182,9 @@ def test_kill_during_an_import(api, figures):
     else:
         assert image['status'] == 'importing'
         assert read(staged) == data
-        outcome = ('image importing, staged data intact (%d MiB of %d '
-                   'written to the store)' % (written >> 20, SIZE >> 20))
+        outcome = ('image importing, staged data intact (%.1f MiB of %d '
+                   'written to the store)'
+                   % (written / 2.0 ** 20, SIZE >> 20))
     # The operator can always delete it cleanly.
     assert glance.delete(image_id).status_code == 204
     assert glance.request('GET', '/v2/images/' + image_id).status_code \

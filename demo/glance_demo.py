@@ -157,6 +157,19 @@ def db_sync(python, layout, timeout=300):
                         % (proc.returncode, proc.stdout.strip()))
 
 
+def prepared_api(python, tree, base, web_port=None, **defaults):
+    """A glance-api configured as the demo's under base, not started yet.
+
+    Its database is made; defaults are more [DEFAULT] options.
+    """
+    layout = Layout(base)
+    sections = config_sections(layout, free_port(), web_port)
+    sections['DEFAULT'].update(defaults)
+    write_config(layout, sections, tree)
+    db_sync(python, layout)
+    return GlanceApi(python, layout, int(sections['DEFAULT']['bind_port']))
+
+
 def api_command(python, layout):
     """The command that runs glance-api with the layout's configuration."""
     return [python, '-m', 'glance.cmd.api', '--config-file', layout.conf]
