@@ -285,6 +285,18 @@ class TestPython37(SeriesCase):
         self.assertEqual('3 passed, 1 failed, 1 skipped', counts.line())
         self.assertIsNone(mod.parse_stestr('Traceback: import error\n'))
 
+    def test_broken_result_stream(self):
+        mod = load_series()
+        broke = ('{1} glance.tests.unit.test_a.T.test_x [0.01s] ... ok\n'
+                 '{0} subunit.parser [0.000076s] ... FAILED\n'
+                 'ValueError: Not a text type application/octet-stream\n')
+        self.assertTrue(mod.stream_broke(broke))
+        # A test that fails, or totals that were printed, are results.
+        self.assertFalse(mod.stream_broke(
+            '{0} glance.tests.unit.test_a.T.test_y [0.01s] ... FAILED\n'))
+        self.assertFalse(mod.stream_broke(
+            broke + 'Totals\n======\n - Passed: 3\n - Failed: 1\n'))
+
     def test_pytest_summary_line(self):
         mod = load_series()
         text = ('acceptance/test_api.py::test_one PASSED\n'
