@@ -17,7 +17,10 @@ TASKS = glance_demo.TASKS_STORE
 
 
 def assert_refused(refusal, message):
-    """glance-api exits with code 6, saying message on stderr and in log."""
+    """glance-api exits with code 6, saying message on stderr and in log.
+
+    :returns: the log
+    """
     code, output, log = refusal.run()
     assert code == glance_demo.EXIT_RESERVED_STORE_CONFIG, (code, output)
     assert 'ERROR: ' + message in output
@@ -25,6 +28,7 @@ def assert_refused(refusal, message):
     assert 'ERROR glance' in log
     # Refused before glance_store created any store.
     assert not os.path.exists(os.path.join(refusal.layout.base, 'stores'))
+    return log
 
 
 def datadir(refusal, store):
@@ -98,6 +102,21 @@ def test_reserved_store_without_datadir_is_refused(refusal):
     del refusal.sections[TASKS]
     assert_refused(refusal, (
         "The reserved store %s has no filesystem_store_datadir" % TASKS))
+
+
+@pytest.mark.parametrize('store', [STAGING, TASKS])
+def test_relative_reserved_datadir_is_refused(refusal, store):
+    # glance-api runs in the layout's base directory: a relative path
+    # would have been resolved against it.
+    refusal.sections[store]['filesystem_store_datadir'] = 'relative-dir'
+    assert_refused(refusal, (
+        "Invalid value 'relative-dir' for [%s]/filesystem_store_datadir in "
+        "glance-api.conf: the path is relative, so the directory would "
+        "depend on the working directory glance-api happens to be started "
+        "in. Set filesystem_store_datadir to an absolute path to a "
+        "directory used by no other store, for example:" % store))
+    assert not os.path.exists(os.path.join(refusal.layout.base,
+                                           'relative-dir'))
 
 
 @pytest.mark.parametrize('where, reason', [
