@@ -124,11 +124,14 @@ class Refusal(object):
         self.sections = glance_demo.config_sections(
             self.layout, glance_demo.free_port())
 
-    def run(self):
-        """Start glance-api; return (exit code, its output, its log)."""
+    def run(self, wrapper=()):
+        """Start glance-api; return (exit code, its output, its log).
+
+        wrapper is a command prefix to run glance-api with, if any.
+        """
         glance_demo.write_config(self.layout, self.sections, self.tree)
-        code, output = glance_demo.run_api_until_exit(self.python,
-                                                      self.layout)
+        code, output = glance_demo.run_api_until_exit(
+            self.python, self.layout, wrapper=wrapper)
         try:
             with open(self.layout.log, errors='replace') as f:
                 log = f.read()

@@ -191,11 +191,13 @@ class GlanceApi(object):
     ready_path = '/healthcheck'
     poll_interval = 0.25
 
-    def __init__(self, python, layout, port):
+    def __init__(self, python, layout, port, wrapper=()):
+        """wrapper: a command prefix glance-api is run with, if any."""
         self.python = python
         self.layout = layout
         self.port = port
         self.url = 'http://127.0.0.1:%d' % port
+        self.wrapper = list(wrapper)
         self.proc = None
 
     def start(self, timeout=120):
@@ -203,7 +205,8 @@ class GlanceApi(object):
         with open(self.layout.output, 'w') as out:
             # A session of its own: stop() ends the whole process group.
             self.proc = subprocess.Popen(
-                api_command(self.python, self.layout), stdout=out,
+                self.wrapper + api_command(self.python, self.layout),
+                stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.layout.base, start_new_session=True)
         try:
@@ -262,14 +265,15 @@ def stop_group(proc, timeout):
             continue
 
 
-def run_api_until_exit(python, layout, timeout=60):
+def run_api_until_exit(python, layout, timeout=60, wrapper=()):
     """Run glance-api expecting it to refuse to start.
 
+    :param wrapper: a command prefix to run glance-api with, if any
     :returns: (exit code, what it wrote to stdout and stderr)
     :raises DemoError: it was still running after timeout seconds (it is
         stopped first)
     """
-    proc = subprocess.Popen(api_command(python, layout),
+    proc = subprocess.Popen(list(wrapper) + api_command(python, layout),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, cwd=layout.base,
                             universal_newlines=True, start_new_session=True)
