@@ -2,8 +2,11 @@
 
 ./series test acceptance runs these tests with build/venv's Python and
 sets GLANCE_PYTHON (the Python that has the patched Glance) and
-GLANCE_TREE (the patched tree, for its paste and policy files).  Without
-them every test fails, saying so: nothing is skipped.
+GLANCE_TREE (the patched tree, for its paste and policy files), and for
+the rolling upgrade tests GLANCE_UNPATCHED_PYTHON and
+GLANCE_UNPATCHED_TREE (Glance 18.0.1 as released: build/bench's
+venv-pristine and pristine).  Without them every test fails, saying so:
+nothing is skipped.
 """
 
 import os
@@ -37,6 +40,19 @@ def glance_python():
 def glance_tree():
     """The patched Glance tree."""
     return _from_env('GLANCE_TREE', 'the patched Glance tree')
+
+
+@pytest.fixture(scope='session')
+def unpatched_python():
+    """The Python with Glance 18.0.1 as released installed."""
+    return _from_env('GLANCE_UNPATCHED_PYTHON',
+                     'a Python with Glance 18.0.1 installed')
+
+
+@pytest.fixture(scope='session')
+def unpatched_tree():
+    """The tree of Glance 18.0.1 as released."""
+    return _from_env('GLANCE_UNPATCHED_TREE', 'the Glance 18.0.1 tree')
 
 
 @pytest.fixture(scope='session')

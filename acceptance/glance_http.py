@@ -40,6 +40,22 @@ def snapshot(top):
     return found
 
 
+def settled(value, expected, timeout=30):
+    """value(), once it equals expected or timeout seconds have passed.
+
+    glance-api shows an imported image active before the import removes
+    the staged data and records the task's success, and a failed import
+    handed back before the task's failure is recorded and logged: what
+    follows the change of state is waited for.
+    """
+    deadline = time.monotonic() + timeout
+    got = value()
+    while got != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        got = value()
+    return got
+
+
 class Response(object):
     """A response read by Glance.exact: status, reason, headers, text."""
 

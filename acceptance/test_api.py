@@ -15,6 +15,7 @@ import pytest
 import glance_demo
 from glance_http import md5
 from glance_http import message
+from glance_http import settled
 
 STAGING = glance_demo.STAGING_STORE
 TASKS = glance_demo.TASKS_STORE
@@ -102,7 +103,8 @@ def test_glance_direct_stages_then_imports_into_the_store_named(
     assert image['stores'] == 'cheap'
     assert image['size'] == len(data)
     assert image['checksum'] == md5(data)
-    assert stores_holding(layout, image_id) == ['cheap']
+    assert settled(lambda: stores_holding(layout, image_id),
+                   ['cheap']) == ['cheap']
     assert read(os.path.join(layout.datadirs['cheap'], image_id)) == data
 
     resp = glance.download(image_id)
@@ -110,7 +112,7 @@ def test_glance_direct_stages_then_imports_into_the_store_named(
     assert resp.content == data
     assert resp.headers['Content-MD5'] == md5(data)
 
-    assert files_in(layout, STAGING) == []
+    assert settled(lambda: files_in(layout, STAGING), []) == []
     # The deprecated node_staging_uri (file:///tmp/staging/) is not used.
     assert not os.path.exists('/tmp/staging/' + image_id)
     assert glance.delete(image_id).status_code == 204
@@ -123,7 +125,9 @@ def test_glance_direct_without_a_store_goes_to_the_default(
     assert image['status'] == 'active', seen
     assert image['stores'] == glance_demo.DEFAULT_STORE
     assert image['checksum'] == md5(data)
-    assert stores_holding(layout, image_id) == [glance_demo.DEFAULT_STORE]
+    assert settled(lambda: stores_holding(layout, image_id),
+                   [glance_demo.DEFAULT_STORE]) == \
+        [glance_demo.DEFAULT_STORE]
 
 
 def test_web_download_goes_through_staging_into_the_default(
@@ -140,8 +144,10 @@ def test_web_download_goes_through_staging_into_the_default(
     assert image['stores'] == glance_demo.DEFAULT_STORE
     assert image['checksum'] == md5(data)
     assert glance.download(image_id).content == data
-    assert stores_holding(layout, image_id) == [glance_demo.DEFAULT_STORE]
-    assert files_in(layout, STAGING) == []
+    assert settled(lambda: stores_holding(layout, image_id),
+                   [glance_demo.DEFAULT_STORE]) == \
+        [glance_demo.DEFAULT_STORE]
+    assert settled(lambda: files_in(layout, STAGING), []) == []
     assert glance.delete(image_id).status_code == 204
 
 
@@ -223,7 +229,8 @@ def test_staged_data_survives_a_refusal_and_imports(glance, layout,
     image, seen = glance.import_and_wait(image_id, store='cheap')
     assert image['status'] == 'active', seen
     assert image['checksum'] == md5(data)
-    assert stores_holding(layout, image_id) == ['cheap']
+    assert settled(lambda: stores_holding(layout, image_id),
+                   ['cheap']) == ['cheap']
 
 
 def test_staging_more_than_the_size_cap_is_refused_and_leaves_nothing(
@@ -251,15 +258,19 @@ def test_failed_import_keeps_the_staged_data_for_another_try(
         os.unlink(in_the_way)
     assert image['status'] == 'uploading', seen
     assert read(staged_path(layout, image_id)) == data
-    with open(layout.log) as f:
-        assert ('import of image %s failed; the image is uploading again'
-                % image_id) in f.read()
+    logged = ('import of image %s failed; the image is uploading again'
+              % image_id)
+
+    def log_has_it():
+        with open(layout.log) as f:
+            return logged in f.read()
+    assert settled(log_has_it, True)
 
     image, seen = glance.import_and_wait(image_id, store='fast')
     assert image['status'] == 'active', seen
     assert image['stores'] == 'fast'
     assert glance.download(image_id).content == data
-    assert files_in(layout, STAGING) == []
+    assert settled(lambda: files_in(layout, STAGING), []) == []
 
 
 def test_glance_direct_refuses_a_uri(glance, layout, staged):

@@ -23,6 +23,7 @@ import requests
 import glance_demo
 from glance_http import Glance
 from glance_http import md5
+from glance_http import settled
 
 SIZE = 256 << 20
 CHUNK = 1 << 20
@@ -148,7 +149,7 @@ def test_kill_during_a_stage(api, figures):
     image, states = glance.import_and_wait(image_id)
     assert image['status'] == 'active', states
     assert image['checksum'] == md5(data)
-    assert staging_files(api.layout) == []
+    assert settled(lambda: staging_files(api.layout), []) == []
     figures.append('SIGKILL during a 256 MiB stage: restarted, image '
                    'queued, no partial file, staged again and active')
     assert glance.delete(image_id).status_code == 204

@@ -32,6 +32,7 @@ import glance_demo
 from glance_http import Glance
 from glance_http import md5
 from glance_http import message
+from glance_http import settled
 from glance_http import snapshot
 
 STAGING = glance_demo.STAGING_STORE
@@ -151,8 +152,9 @@ def test_import_into_a_failing_store_is_handed_back_and_retried(
     assert image_id not in os.listdir(layout.datadirs['cheap'])
 
     # The failure is reported in the task and in the log.
+    assert settled(lambda: [task['status'] for task in tasks_of(
+        admin, image_id)], ['failure']) == ['failure']
     tasks = tasks_of(admin, image_id)
-    assert [task['status'] for task in tasks] == ['failure'], tasks
     task = tasks[0]
     reason = {'removed': 'No such file or directory',
               'a regular file': 'Not a directory'}[how]
@@ -175,9 +177,10 @@ def test_import_into_a_failing_store_is_handed_back_and_retried(
     assert image['stores'] == 'cheap'
     assert image['checksum'] == md5(data)
     assert glance.download(image_id).content == data
-    assert image_id not in os.listdir(layout.datadirs[STAGING])
-    assert sorted(task['status'] for task in tasks_of(admin, image_id)) \
-        == ['failure', 'success']
+    assert settled(lambda: image_id in os.listdir(layout.datadirs[STAGING]),
+                   False) is False
+    assert settled(lambda: sorted(task['status'] for task in tasks_of(
+        admin, image_id)), ['failure', 'success']) == ['failure', 'success']
     assert glance.delete(image_id).status_code == 204
 
 
@@ -233,7 +236,8 @@ def test_staging_area_gone_fails_fast_and_recovers(glance, layout, how):
         image, states = glance.import_and_wait(image_id)
         assert image['status'] == 'active', states
         assert image['checksum'] == md5(data)
-    assert glance_demo.list_files(layout.datadirs[STAGING]) == []
+    assert settled(lambda: glance_demo.list_files(layout.datadirs[STAGING]),
+                   []) == []
 
 
 @pytest.mark.parametrize('how', HOW)
