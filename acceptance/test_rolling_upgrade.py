@@ -33,8 +33,7 @@ stores.  The tests prove that:
   it; on the 18.0.1 node it stays 'importing', as 18.0.1 leaves it, with
   its data staged until the patched node deletes it;
 * an image deleted on one node while the other stages its data leaves
-  no data staged (with the patched node staging, this needs the fix
-  named by STAGE_FIX_NOTE; without it the test is an expected failure);
+  no data staged;
 * the patched node, restarted, keeps what the 18.0.1 node staged; and
   the 18.0.1 node, restarted with the series and its glance-api.conf
   unchanged, imports what it had staged before.
@@ -700,19 +699,7 @@ class Sender(object):
             yield self.data[start:start + (1 << 20)]
 
 
-# The fix of the series for a stage on the patched node of an image that
-# the 18.0.1 node deletes meanwhile: the tree has it when it has its note.
-STAGE_FIX_NOTE = os.path.join(
-    'releasenotes', 'notes', 'stage-of-a-deleted-image-c9bd40bde09548f1.yaml')
-STAGE_FIXED = os.path.exists(os.path.join(
-    os.environ.get('GLANCE_TREE') or '.', STAGE_FIX_NOTE))
-
-
-@pytest.mark.parametrize('stager', [OLD, pytest.param(
-    NEW, marks=pytest.mark.xfail(
-        not STAGE_FIXED, strict=True,
-        reason='the patched tree lacks %s: its stage completes for the '
-        'deleted image and leaves its data staged' % STAGE_FIX_NOTE))])
+@pytest.mark.parametrize('stager', NODES)
 def test_deleted_on_one_node_while_the_other_stages(cluster, stager):
     """Deleting an image during its stage leaves no data behind.
 

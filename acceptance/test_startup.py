@@ -111,8 +111,9 @@ def private_var_lib(var_lib):
 
     The command runs in a mount namespace of its own, in which var_lib is
     mounted on /var/lib: nothing else sees it, and nothing is written to
-    the real /var/lib.  The test is skipped, saying why, when the system
-    allows no mount namespace (unshare, as root or in a user namespace).
+    the real /var/lib.  The test fails, saying why, when the system allows
+    no mount namespace (unshare, as root or in a user namespace): it is
+    never skipped.
     """
     script = 'mount --bind "$0" /var/lib && exec "$@"'
     candidates = []
@@ -134,7 +135,7 @@ def private_var_lib(var_lib):
                 os.listdir(var_lib)):
             return cmd
         errors.append('%s: %s' % (' '.join(prefix), probe.stdout.strip()))
-    pytest.skip('no private /var/lib for glance-api, and a test must not '
+    pytest.fail('no private /var/lib for glance-api, and a test must not '
                 'write to the real one: %s' % '; '.join(errors))
 
 
