@@ -214,10 +214,12 @@ def test_reserved_section_is_read_again(reloading):
         default_backend=STAGING),
      "Invalid value 'os_glance_staging_store' for "
      "[glance_store]/default_backend in glance-api.conf"),
-    (lambda api: api.sections.pop(glance_demo.TASKS_STORE),
-     'The reserved store os_glance_tasks_store has no '
-     'filesystem_store_datadir'),
-], ids=['reserved-name', 'reserved-default', 'no-tasks-section'])
+    (lambda api: api.sections[glance_demo.TASKS_STORE].update(
+        filesystem_store_datadir='relative-tasks'),
+     "Invalid value 'relative-tasks' for "
+     "[os_glance_tasks_store]/filesystem_store_datadir in glance-api.conf: "
+     "the path is relative"),
+], ids=['reserved-name', 'reserved-default', 'relative-tasks-datadir'])
 def test_bad_configuration_is_refused_and_the_old_one_serves(
         reloading, break_it, text):
     worker = reloading.workers()
