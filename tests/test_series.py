@@ -316,7 +316,6 @@ class TestPython37(SeriesCase):
         self.assertIs(before, signal.getsignal(signal.SIGINT))
 
 
-
 def fake_python(path, version, executable=None):
     """A script that answers the probe of ./series as Python X.Y would."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
