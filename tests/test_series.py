@@ -513,18 +513,28 @@ class TestJobChecks(unittest.TestCase):
 
     def test_check_job_counts_tox_and_each_check(self):
         calls = []
+        said = []
+        self.mod.say = said.append
         self.mod.tox_run = lambda *args: (0, '', 'log')
         counts = self.mod.check_job('genconfig', self.root, 'genconfig', [
             ('first', lambda: calls.append(1)),
             ('second', lambda: 'found 2 times')])
         self.assertEqual((2, 1), (counts.passed, counts.failed))
         self.assertEqual([1], calls)
+        self.assertEqual(['genconfig: ok   first',
+                          'genconfig: FAILED: second: found 2 times',
+                          'genconfig: 2 passed, 1 failed'], said)
         # When tox fails, the checks are not run: one failure.
-        self.mod.tox_run = lambda *args: (1, '', 'log')
+        self.mod.tox_run = lambda *args: (
+            1, 'ERROR: InvocationError for command /x/bin/oslo-config-'
+            'generator --config-file y (exited with code 1)\n', 'log')
+        del said[:]
         counts = self.mod.check_job('genconfig', self.root, 'genconfig', [
             ('first', lambda: calls.append(2))])
         self.assertEqual((0, 1), (counts.passed, counts.failed))
         self.assertEqual([1], calls)
+        self.assertIn('genconfig: FAILED: tox -e genconfig exited 1, '
+                      'oslo-config-generator failed', said[0])
 
 
 class TestSteinLock(unittest.TestCase):
