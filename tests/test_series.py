@@ -8,6 +8,7 @@ use).
 
 import importlib.machinery
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -536,6 +538,42 @@ class TestJobChecks(unittest.TestCase):
         self.assertIn('genconfig: FAILED: tox -e genconfig exited 1, '
                       'oslo-config-generator failed', said[0])
 
+
+class TestSilentJob(unittest.TestCase):
+
+    def test_a_silent_job_is_stopped_with_its_children(self):
+        mod = load_series()
+        root = tempfile.mkdtemp(prefix='series-silent-')
+        self.addCleanup(shutil.rmtree, root, True)
+        pidfile = os.path.join(root, 'child.pid')
+        # The child of the job's shell is silent too: both must go.
+        script = ('echo started; sleep 120 & echo $! > %s; wait' % pidfile)
+        log = os.path.join(root, 'job.log')
+        mod.sys.stdout = io.StringIO()
+        self.addCleanup(setattr, mod.sys, 'stdout', sys.stdout)
+        rc, text = mod.stream(['sh', '-c', script], root, dict(os.environ),
+                              log, silence_minutes=0.05)
+        self.assertNotEqual(0, rc)
+        self.assertIn('started', text)
+        self.assertIn('NO OUTPUT FOR 0.05 MINUTES: the job is hung', text)
+        self.assertIn('the last line was: started', text)
+        with open(log) as f:
+            self.assertIn('the job is hung', f.read())
+        with open(pidfile) as f:
+            child = int(f.read())
+        for _ in range(50):
+            try:
+                os.kill(child, 0)
+            except OSError:
+                break
+            time.sleep(0.1)
+        else:
+            self.fail('the silent child %d still runs' % child)
+        # A job that speaks and ends is left alone.
+        rc, text = mod.stream(['sh', '-c', 'echo a; sleep 1; echo b'],
+                              root, dict(os.environ), log,
+                              silence_minutes=0.5)
+        self.assertEqual((0, 'a\nb\n'), (rc, text))
 
 class TestSteinLock(unittest.TestCase):
     """tools/stein-lock.py: the lock of Python 2.7 or 3.6 from Stein's."""
