@@ -547,7 +547,9 @@ class TestSilentJob(unittest.TestCase):
         self.addCleanup(shutil.rmtree, root, True)
         pidfile = os.path.join(root, 'child.pid')
         # The child of the job's shell is silent too: both must go.
-        script = ('echo started; sleep 120 & echo $! > %s; wait' % pidfile)
+        # setsid: a session of its own, as stestr gives its workers.
+        script = ('echo started; setsid sleep 120 & echo $! > %s; wait'
+                  % pidfile)
         log = os.path.join(root, 'job.log')
         mod.sys.stdout = io.StringIO()
         self.addCleanup(setattr, mod.sys, 'stdout', sys.stdout)
