@@ -577,6 +577,7 @@ class TestSilentJob(unittest.TestCase):
                               silence_minutes=0.5)
         self.assertEqual((0, 'a\nb\n'), (rc, text))
 
+
 class TestSteinLock(unittest.TestCase):
     """tools/stein-lock.py: the lock of Python 2.7 or 3.6 from Stein's."""
 
