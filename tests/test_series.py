@@ -8,12 +8,15 @@ use).
 
 import importlib.machinery
 import importlib.util
+import io
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -264,7 +267,8 @@ class TestTarball(SeriesCase):
 class TestPython37(SeriesCase):
 
     def test_missing_python37_fails_loudly(self):
-        proc = self.series('test', 'unit', SERIES_PYTHON37='/nonexistent',
+        proc = self.series('test', 'unit', '--python', '3.7',
+                           SERIES_PYTHON37='/nonexistent',
                            PATH='/usr/bin:/bin', PYENV_ROOT=self.root)
         if 'Python 3.7 is required' not in proc.stdout:
             # A system python3.7 exists on this machine: nothing to prove.
@@ -313,6 +317,337 @@ class TestPython37(SeriesCase):
         self.assertEqual(7, code)
         self.assertIs(before, signal.getsignal(signal.SIGINT))
 
+
+def fake_python(path, version, executable=None):
+    """A script that answers the probe of ./series as Python X.Y would."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write('#!/bin/sh\nprintf "%%s %%s" "%s" "%s"\n' % (
+            version, executable or path))
+    os.chmod(path, 0o755)
+    return path
+
+
+class TestFindPython(unittest.TestCase):
+
+    def setUp(self):
+        self.mod = load_series()
+        self.root = tempfile.mkdtemp(prefix='series-python-')
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.env = {'PYENV_ROOT': self.root, 'PATH': self.root}
+        for var in ('SERIES_PYTHON27', 'SERIES_PYTHON36',
+                    'SERIES_PYTHON37'):
+            self.env[var] = ''
+
+    def find(self, version):
+        saved = dict(os.environ)
+        self.addCleanup(os.environ.update, saved)
+        os.environ.update(self.env)
+        try:
+            return self.mod.find_python(version)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def test_newest_pyenv_release_of_that_python(self):
+        versions = os.path.join(self.root, 'versions')
+        for release in ('2.7.9', '2.7.18', '2.7.18-dev', '3.6.15'):
+            fake_python(os.path.join(versions, release, 'bin', 'python2.7'
+                                     if release.startswith('2') else
+                                     'python3.6'),
+                        release[:3])
+        self.assertEqual(
+            os.path.join(versions, '2.7.18', 'bin', 'python2.7'),
+            self.find('2.7'))
+        self.assertEqual(
+            os.path.join(versions, '3.6.15', 'bin', 'python3.6'),
+            self.find('3.6'))
+
+    def test_variable_first_and_the_python_must_be_that_version(self):
+        wrong = fake_python(os.path.join(self.root, 'wrong'), '3.8')
+        right = fake_python(os.path.join(self.root, 'right'), '3.6')
+        self.env['SERIES_PYTHON36'] = wrong
+        fake_python(os.path.join(self.root, 'python3.6'), '3.6', right)
+        # The variable names a 3.8: it is passed over for the one on PATH.
+        self.assertEqual(right, self.find('3.6'))
+
+    def test_a_shim_that_does_not_run_is_passed_over(self):
+        with open(os.path.join(self.root, 'python2.7'), 'w') as f:
+            f.write('#!/bin/sh\necho "pyenv: python2.7: command not found"'
+                    ' >&2\nexit 127\n')
+        os.chmod(os.path.join(self.root, 'python2.7'), 0o755)
+        if os.path.exists('/usr/bin/python2.7') or os.path.exists(
+                '/usr/local/bin/python2.7'):
+            self.skipTest('this machine has a system python2.7')
+        with self.assertRaises(self.mod.Failure) as caught:
+            self.find('2.7')
+        message = str(caught.exception)
+        self.assertIn('Python 2.7 is required', message)
+        self.assertIn('pyenv install 2.7.18', message)
+        self.assertIn('SERIES_PYTHON27', message)
+        self.assertIn('command not found', message)
+
+    def test_missing_python36_fails_the_unit_job_at_once(self):
+        if os.path.exists('/usr/bin/python3.6') or os.path.exists(
+                '/usr/local/bin/python3.6'):
+            self.skipTest('this machine has a system python3.6')
+        env = dict(os.environ, SERIES_PYTHON36='/nonexistent',
+                   PYENV_ROOT=self.root,
+                   PATH=os.pathsep.join([os.path.dirname(
+                       self.mod.python37()), '/usr/bin', '/bin']))
+        proc = subprocess.run(
+            [sys.executable, os.path.join(ROOT, 'series'), 'test', 'unit',
+             '--python', '3.6'], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, universal_newlines=True, cwd=ROOT)
+        self.assertEqual(1, proc.returncode, proc.stdout)
+        self.assertIn('Python 3.6 is required', proc.stdout)
+        self.assertIn('pyenv install 3.6.15', proc.stdout)
+        self.assertNotIn('==>', proc.stdout)
+
+
+class TestTestArguments(unittest.TestCase):
+
+    def setUp(self):
+        self.mod = load_series()
+
+    def parse(self, *args):
+        return self.mod.parse_test_args(list(args))
+
+    def test_default_is_every_job_on_every_python(self):
+        everything = ['2.7', '3.6', '3.7']
+        self.assertEqual(('all', everything, everything), self.parse())
+        self.assertEqual(('unit', everything, everything),
+                         self.parse('unit'))
+        self.assertEqual(('pep8', everything, everything),
+                         self.parse('pep8'))
+
+    def test_python_selects_the_unit_and_functional_pythons(self):
+        self.assertEqual(('unit', ['2.7'], ['2.7']),
+                         self.parse('unit', '--python', '2.7'))
+        self.assertEqual(('functional', ['3.6', '3.7'], ['3.6', '3.7']),
+                         self.parse('functional', '--python=3.7,3.6'))
+        self.assertEqual(('all', ['2.7', '3.7'], ['2.7', '3.7']),
+                         self.parse('--python', '3.7', '--python', '2.7'))
+
+    def test_functional_python_alone(self):
+        self.assertEqual(('all', ['2.7', '3.6', '3.7'], ['2.7', '3.7']),
+                         self.parse('--functional-python', '2.7,3.7'))
+
+    def test_bad_arguments_are_refused_with_the_usage(self):
+        for args in (['unit', '--python', '3.8'], ['unit', '--python'],
+                     ['pep8', '--python', '2.7'], ['lint'],
+                     ['unit', 'functional'], ['--python', ','],
+                     ['unit', '--functional-python', '2.7']):
+            with self.assertRaises(self.mod.Failure) as caught:
+                self.parse(*args)
+            self.assertIn('usage: ./series test', str(caught.exception),
+                          args)
+        with self.assertRaises(self.mod.Failure) as caught:
+            self.parse('unit', '--python', '3.8')
+        self.assertIn("no job for Python '3.8': choose among 2.7, 3.6, "
+                      "3.7", str(caught.exception))
+
+    def test_each_python_has_its_lock_and_tox_environments(self):
+        for version in ('2.7', '3.6', '3.7'):
+            lock = self.mod.LOCKS[version]
+            self.assertTrue(os.path.exists(lock), lock)
+            with open(lock) as f:
+                self.assertIn('Python %s' % version, f.readline())
+        self.assertEqual('py27', self.mod.UNIT_ENVS['2.7'])
+        self.assertEqual('functional', self.mod.FUNCTIONAL_ENVS['2.7'])
+        self.assertEqual('functional-py36', self.mod.FUNCTIONAL_ENVS['3.6'])
+
+
+class TestJobChecks(unittest.TestCase):
+
+    def setUp(self):
+        self.mod = load_series()
+        self.root = tempfile.mkdtemp(prefix='series-jobs-')
+        self.addCleanup(shutil.rmtree, self.root, True)
+
+    def write(self, name, text):
+        path = os.path.join(self.root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def test_release_note_pages_of_missing_branches(self):
+        self.write('index.rst', '=====\n Notes\n=====\n\n.. toctree::\n'
+                   '   :maxdepth: 1\n\n   unreleased\n   rocky\n'
+                   '   queens\n\nAfter the list.\n')
+        self.write('unreleased.rst', '.. release-notes::\n')
+        self.write('rocky.rst', '.. release-notes::\n   :branch: '
+                   'stable/rocky\n')
+        self.write('queens.rst', '.. release-notes::\n   :branch: '
+                   'stable/queens\n')
+        kept, dropped = self.mod.branch_pages(
+            self.root, lambda ref: ref == 'stable/queens')
+        self.assertEqual(['unreleased', 'queens'], kept)
+        self.assertEqual([('rocky', 'stable/rocky')], dropped)
+
+    def test_notes_rendered(self):
+        clone = self.root
+        note = 'releasenotes/notes/thing-0123456789abcdef.yaml'
+        self.write(note, '---\nfeatures:\n  - |\n    Glance now keeps '
+                   '``staged`` data in the\n    reserved store.\n')
+        page = os.path.join('releasenotes', 'build', 'html',
+                            'unreleased.html')
+        self.assertIn('no releasenotes/build/html/unreleased.html',
+                      self.mod.notes_rendered(clone, [note]))
+        self.write(page, '<li><p>Glance now keeps <code>staged</code>\n'
+                   'data in the reserved store.</p></li>')
+        self.assertIsNone(self.mod.notes_rendered(clone, [note]))
+        self.write(page, '<p>Something else entirely.</p>')
+        self.assertEqual('not on the page: %s ("Glance now keeps staged")'
+                         % note, self.mod.notes_rendered(clone, [note]))
+
+    def test_note_openings(self):
+        text = ('---\nprelude: >\n    With multiple backends enabled,'
+                ' Glance\n    keeps.\nfeatures:\n  - |\n    When '
+                '``enabled_backends`` is set, more.\n  - Short item on '
+                'one line.\nupgrade:\n  - |\n\n    *Operators* must '
+                'now set it.\n')
+        self.assertEqual(['With multiple backends enabled,',
+                          'When enabled_backends is set,',
+                          'Short item on one', 'Operators must now set'],
+                         self.mod.note_openings(text))
+
+    def test_check_job_counts_tox_and_each_check(self):
+        calls = []
+        said = []
+        self.mod.say = said.append
+        self.mod.tox_run = lambda *args: (0, '', 'log')
+        counts = self.mod.check_job('genconfig', self.root, 'genconfig', [
+            ('first', lambda: calls.append(1)),
+            ('second', lambda: 'found 2 times')])
+        self.assertEqual((2, 1), (counts.passed, counts.failed))
+        self.assertEqual([1], calls)
+        self.assertEqual(['genconfig: ok   first',
+                          'genconfig: FAILED: second: found 2 times',
+                          'genconfig: 2 passed, 1 failed'], said)
+        # When tox fails, the checks are not run: one failure.
+        self.mod.tox_run = lambda *args: (
+            1, 'ERROR: InvocationError for command /x/bin/oslo-config-'
+            'generator --config-file y (exited with code 1)\n', 'log')
+        del said[:]
+        counts = self.mod.check_job('genconfig', self.root, 'genconfig', [
+            ('first', lambda: calls.append(2))])
+        self.assertEqual((0, 1), (counts.passed, counts.failed))
+        self.assertEqual([1], calls)
+        self.assertIn('genconfig: FAILED: tox -e genconfig exited 1, '
+                      'oslo-config-generator failed', said[0])
+
+
+class TestSilentJob(unittest.TestCase):
+
+    def test_a_silent_job_is_stopped_with_its_children(self):
+        mod = load_series()
+        root = tempfile.mkdtemp(prefix='series-silent-')
+        self.addCleanup(shutil.rmtree, root, True)
+        pidfile = os.path.join(root, 'child.pid')
+        # The child of the job's shell is silent too: both must go.
+        # setsid: a session of its own, as stestr gives its workers.
+        script = ('echo started; setsid sleep 120 & echo $! > %s; wait'
+                  % pidfile)
+        log = os.path.join(root, 'job.log')
+        mod.sys.stdout = io.StringIO()
+        self.addCleanup(setattr, mod.sys, 'stdout', sys.stdout)
+        rc, text = mod.stream(['sh', '-c', script], root, dict(os.environ),
+                              log, silence_minutes=0.05)
+        self.assertNotEqual(0, rc)
+        self.assertIn('started', text)
+        self.assertIn('NO OUTPUT FOR 0.05 MINUTES: the job is hung', text)
+        self.assertIn('the last line was: started', text)
+        with open(log) as f:
+            self.assertIn('the job is hung', f.read())
+        with open(pidfile) as f:
+            child = int(f.read())
+        for _ in range(50):
+            try:
+                os.kill(child, 0)
+            except OSError:
+                break
+            time.sleep(0.1)
+        else:
+            self.fail('the silent child %d still runs' % child)
+        # A job that speaks and ends is left alone.
+        rc, text = mod.stream(['sh', '-c', 'echo a; sleep 1; echo b'],
+                              root, dict(os.environ), log,
+                              silence_minutes=0.5)
+        self.assertEqual((0, 'a\nb\n'), (rc, text))
+
+
+class TestSteinLock(unittest.TestCase):
+    """tools/stein-lock.py: the lock of Python 2.7 or 3.6 from Stein's."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix='series-lock-')
+        self.addCleanup(shutil.rmtree, self.root, True)
+
+    def write(self, name, text):
+        path = os.path.join(self.root, name)
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def lock(self, python_version, overrides):
+        uc = self.write('uc.txt', (
+            "eventlet===0.24.1\n"
+            "glance-store===0.28.0\n"
+            "dnspython===1.16.0;python_version=='2.7'\n"
+            "dnspython===1.15.0;python_version=='3.6'\n"
+            "tornado===4.5.3;python_version=='3.6'\n"
+            "Babel===2.6.0\n"))
+        ovr = self.write('overrides.txt', overrides)
+        py37 = self.write('py37.txt', '# a lock\nhacking==0.12.0\n'
+                          'eventlet==0.25.0\ntornado==6.0\n')
+        env = self.write('env.json', json.dumps({
+            'python_version': python_version,
+            'python_full_version': python_version + '.9',
+            'sys_platform': 'linux', 'os_name': 'posix',
+            'platform_machine': 'x86_64', 'platform_system': 'Linux',
+            'platform_release': '', 'platform_version': '',
+            'platform_python_implementation': 'CPython',
+            'implementation_name': 'cpython',
+            'implementation_version': python_version + '.9'}))
+        out = os.path.join(self.root, 'out.txt')
+        proc = subprocess.run(
+            [sys.executable, os.path.join(ROOT, 'tools', 'stein-lock.py'),
+             uc, ovr, py37, env, out], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, universal_newlines=True)
+        if proc.returncode:
+            return proc.stdout
+        with open(out) as f:
+            return f.read()
+
+    def test_markers_overrides_and_unknown_packages(self):
+        overrides = 'glance-store==0.28.1\ndnspython<2\n'
+        self.assertEqual(
+            'Babel==2.6.0\ndnspython==1.16.0\neventlet==0.24.1\n'
+            'glance-store==0.28.1\nhacking==0.12.0\n',
+            self.lock('2.7', overrides))
+        self.assertEqual(
+            'Babel==2.6.0\ndnspython==1.15.0\neventlet==0.24.1\n'
+            'glance-store==0.28.1\nhacking==0.12.0\ntornado==4.5.3\n',
+            self.lock('3.6', overrides))
+
+    def test_an_override_the_pin_breaks_is_refused(self):
+        out = self.lock('2.7', 'dnspython<1.16\n')
+        self.assertIn('dnspython 1.16.0 does not satisfy', out)
+
+    def test_the_same_inputs_give_the_same_file(self):
+        self.assertEqual(self.lock('2.7', 'dnspython<2\n'),
+                         self.lock('2.7', 'dnspython<2\n'))
+
+    def test_committed_locks_pin_the_stein_stable_update(self):
+        for name in ('constraints-py27.txt', 'constraints-py36.txt'):
+            with open(os.path.join(ROOT, name)) as f:
+                pins = dict(line.strip().split('==', 1) for line in f
+                            if '==' in line and not line.startswith('#'))
+            self.assertEqual('0.28.1', pins['glance-store'], name)
+            self.assertTrue(pins['dnspython'].startswith('1.'), name)
+            self.assertIn('hacking', pins, name)
 
 if __name__ == '__main__':
     unittest.main()
