@@ -264,6 +264,190 @@ class TestTarball(SeriesCase):
         self.assertIn('refusing', proc.stdout)
 
 
+class _Index(object):
+    """A PEP 503 index on 127.0.0.1 serving one project page and files."""
+
+    def __init__(self, root, page):
+        import functools
+        import http.server
+        import threading
+        os.makedirs(os.path.join(root, 'simple', 'glance'))
+        with open(os.path.join(root, 'simple', 'glance', 'index.html'),
+                  'w') as f:
+            f.write(page)
+        handler = functools.partial(_QuietHandler, directory=root)
+        self.server = http.server.HTTPServer(('127.0.0.1', 0), handler)
+        self.url = 'http://127.0.0.1:%d/simple' % self.server.server_port
+        thread = threading.Thread(target=self.server.serve_forever)
+        thread.daemon = True
+        thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _quiet_handler():
+    import http.server
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    return Handler
+
+
+_QuietHandler = _quiet_handler()
+
+
+class TestDownload(SeriesCase):
+    """The tarball is fetched from the index and checked before use."""
+
+    def make_release(self, marker):
+        """A tarball whose setup.py, if anything ran it, leaves marker."""
+        import tarfile
+        src = os.path.join(self.root, 'src', 'glance-18.0.1')
+        os.makedirs(src)
+        with open(os.path.join(src, 'setup.py'), 'w') as f:
+            f.write('open(%r, "w").close()\n' % marker)
+        with open(os.path.join(src, 'README.rst'), 'w') as f:
+            f.write('A stand-in release.\n')
+        path = os.path.join(self.root, 'files', 'glance-18.0.1.tar.gz')
+        os.makedirs(os.path.dirname(path))
+        with tarfile.open(path, 'w:gz') as tar:
+            tar.add(src, 'glance-18.0.1')
+        import hashlib
+        with open(path, 'rb') as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    def pin(self, digest):
+        with open(os.path.join(self.root, 'glance.pin'), 'w') as f:
+            f.write('name = glance\nversion = 18.0.1\nsha256 = %s\n'
+                    % digest)
+
+    def serve(self, fragment=''):
+        index = _Index(self.root, '<html><body><a href="../../files/'
+                       'glance-18.0.1.tar.gz%s">glance-18.0.1.tar.gz</a>'
+                       '</body></html>' % fragment)
+        self.addCleanup(index.stop)
+        self.cache = os.path.join(self.root, 'empty-cache')
+        return index.url
+
+    def test_the_release_is_checked_before_anything_runs_it(self):
+        marker = os.path.join(self.root, 'setup-py-ran')
+        digest = self.make_release(marker)
+        self.pin(digest)
+        url = self.serve('#sha256=' + digest)
+        proc = self.series('apply', PIP_INDEX_URL=url)
+        self.assertEqual(0, proc.returncode, proc.stdout)
+        self.assertTrue(os.path.exists(os.path.join(
+            self.cache, 'glance-18.0.1.tar.gz')))
+        self.assertTrue(os.path.exists(os.path.join(self.tree,
+                                                    'README.rst')))
+        self.assertFalse(os.path.exists(marker),
+                         'the sdist\'s setup.py ran')
+
+    def test_a_file_with_another_hash_is_refused_and_not_kept(self):
+        marker = os.path.join(self.root, 'setup-py-ran')
+        self.make_release(marker)
+        self.pin('0' * 64)
+        url = self.serve()
+        proc = self.series('apply', PIP_INDEX_URL=url)
+        self.assertEqual(1, proc.returncode, proc.stdout)
+        self.assertIn('refusing', proc.stdout)
+        self.assertIn('0' * 64, proc.stdout)
+        self.assertEqual([], os.listdir(self.cache))
+        self.assertFalse(os.path.exists(marker))
+        self.assertFalse(os.path.exists(self.tree))
+
+    def test_the_index_s_hash_is_checked_before_downloading(self):
+        digest = self.make_release(os.path.join(self.root, 'ran'))
+        self.pin(digest)
+        url = self.serve('#sha256=' + 'f' * 64)
+        proc = self.series('apply', PIP_INDEX_URL=url)
+        self.assertEqual(1, proc.returncode, proc.stdout)
+        self.assertIn('the index gives its sha256 as ' + 'f' * 64,
+                      proc.stdout)
+        self.assertEqual([], os.listdir(self.cache))
+
+    def test_an_index_without_the_release_says_so(self):
+        self.make_release(os.path.join(self.root, 'ran'))
+        self.pin('0' * 64)
+        index = _Index(os.path.join(self.root, 'other'), '<html></html>')
+        self.addCleanup(index.stop)
+        self.cache = os.path.join(self.root, 'empty-cache')
+        proc = self.series('apply', PIP_INDEX_URL=index.url)
+        self.assertEqual(1, proc.returncode, proc.stdout)
+        self.assertIn('lists no glance-18.0.1.tar.gz', proc.stdout)
+
+
+class TestPipSettings(unittest.TestCase):
+    """How pip reaches the index is kept; what it installs is the lock's."""
+
+    def settings(self, config, **env):
+        root = tempfile.mkdtemp(prefix='series-pip-')
+        self.addCleanup(shutil.rmtree, root, True)
+        path = os.path.join(root, 'pip.conf')
+        with open(path, 'w') as f:
+            f.write(config)
+        code = ('import importlib.machinery, importlib.util, json\n'
+                'l = importlib.machinery.SourceFileLoader("s", %r)\n'
+                's = importlib.util.spec_from_loader("s", l)\n'
+                'm = importlib.util.module_from_spec(s)\n'
+                'l.exec_module(m)\n'
+                'print(json.dumps([m.pip_network_settings(),\n'
+                '                  m.tools_env()]))\n'
+                % os.path.join(ROOT, 'series'))
+        clean = dict((k, v) for k, v in os.environ.items()
+                     if not k.startswith('PIP_'))
+        clean.update(env, PIP_CONFIG_FILE=path)
+        out = subprocess.run([sys.executable, '-c', code], env=clean,
+                             stdout=subprocess.PIPE, check=True,
+                             universal_newlines=True).stdout
+        return json.loads(out.splitlines()[-1])
+
+    def test_mirror_proxy_and_certificates_are_kept(self):
+        settings, env = self.settings(
+            '[global]\nindex-url = https://mirror.example/simple\n'
+            'proxy = proxy.example:3128\ncert = /etc/ca.pem\n'
+            'find-links = /opt/wheels\n'
+            'extra-index-url = file:///opt/pypi/simple\n'
+            'constraint = /etc/pip-constraints.txt\n')
+        self.assertEqual({'PIP_INDEX_URL': 'https://mirror.example/simple',
+                          'PIP_PROXY': 'proxy.example:3128',
+                          'PIP_CERT': '/etc/ca.pem'},
+                         dict((k, settings[k]) for k in settings
+                              if k in ('PIP_INDEX_URL', 'PIP_PROXY',
+                                       'PIP_CERT', 'PIP_FIND_LINKS',
+                                       'PIP_EXTRA_INDEX_URL',
+                                       'PIP_CONSTRAINT')))
+        for var, value in settings.items():
+            self.assertEqual(value, env[var])
+        # What would choose the packages is not read.
+        self.assertEqual(os.devnull, env['PIP_CONFIG_FILE'])
+        self.assertNotIn('PIP_FIND_LINKS', env)
+        self.assertNotIn('PIP_EXTRA_INDEX_URL', env)
+        self.assertTrue(env['PIP_CONSTRAINT'].endswith(
+            'constraints-py37.txt'))
+
+    def test_the_environment_wins_over_the_files(self):
+        settings, env = self.settings(
+            '[global]\nindex-url = https://mirror.example/simple\n',
+            PIP_INDEX_URL='https://other.example/simple',
+            PIP_FIND_LINKS='/opt/wheels')
+        self.assertEqual('https://other.example/simple',
+                         settings['PIP_INDEX_URL'])
+        self.assertEqual('https://other.example/simple',
+                         env['PIP_INDEX_URL'])
+        self.assertNotIn('PIP_FIND_LINKS', env)
+
+    def test_install_section_wins_over_global(self):
+        settings, _env = self.settings(
+            '[global]\nindex-url = https://a.example/simple\n'
+            '[install]\nindex-url = https://b.example/simple\n')
+        self.assertEqual('https://b.example/simple',
+                         settings['PIP_INDEX_URL'])
+
+
 class TestPython37(SeriesCase):
 
     def test_missing_python37_fails_loudly(self):
