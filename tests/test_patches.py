@@ -114,6 +114,19 @@ class TestSeriesShape(unittest.TestCase):
                     self.assertNotIn(path, owners, name)
                     owners[path] = name
 
+    def test_the_security_fix_comes_first_and_stands_alone(self):
+        name, msg, body, diff = self.patches[0]
+        changed = files_changed(diff)
+        notes = [path for path in changed if path.startswith(NOTES)]
+        self.assertEqual(1, len(notes), name)
+        self.assertEqual('A', changed[notes[0]])
+        note = re.search(r'^\+\+\+ b/%s\n(.*?)(?=^diff --git |\Z)'
+                         % re.escape(notes[0]), diff, re.M | re.S).group(1)
+        self.assertIn('+security:', note)
+        # Nothing of the feature: it applies to the release as it is.
+        self.assertNotIn('reserved', ' '.join(changed).lower())
+        self.assertNotIn('blueprint', body)
+
 
 if __name__ == '__main__':
     unittest.main()
