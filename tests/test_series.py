@@ -429,6 +429,12 @@ class TestTestArguments(unittest.TestCase):
         self.assertEqual(('all', ['2.7', '3.7'], ['2.7', '3.7']),
                          self.parse('--python', '3.7', '--python', '2.7'))
 
+    def test_cluster_is_a_job_of_its_own(self):
+        self.assertEqual(('cluster', ['2.7', '3.6', '3.7'],
+                          ['2.7', '3.6', '3.7']), self.parse('cluster'))
+        with self.assertRaises(self.mod.Failure):
+            self.parse('cluster', '--python', '2.7')
+
     def test_functional_python_alone(self):
         self.assertEqual(('all', ['2.7', '3.6', '3.7'], ['2.7', '3.7']),
                          self.parse('--functional-python', '2.7,3.7'))
