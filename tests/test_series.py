@@ -645,6 +645,22 @@ class TestDBServers(unittest.TestCase):
         self.assertIn("SERIES_POSTGRESQL_URL='mysql://a:b@db1/' is not a "
                       "postgresql URL", str(caught.exception))
 
+    def test_a_directory_the_server_cannot_enter_is_named(self):
+        closed = os.path.join(self.root, 'closed')
+        os.makedirs(os.path.join(closed, 'db'))
+        os.chmod(closed, 0o700)
+        nobody = (65534, 65534)
+        self.mod.pwd_name = lambda ids: 'nobody'
+        with self.assertRaises(self.mod.Failure) as caught:
+            self.mod.check_reachable(os.path.join(closed, 'db', 'mariadb'),
+                                     nobody, 'mysql')
+        self.assertIn('the mysql server runs as nobody, which cannot enter '
+                      '%s (mode 700)' % closed, str(caught.exception))
+        self.assertIn('SERIES_MYSQL_URL', str(caught.exception))
+        os.chmod(closed, 0o711)
+        self.mod.check_reachable(os.path.join(closed, 'db', 'mariadb'),
+                                 nobody, 'mysql')
+
     def test_own_servers_take_openstack_citest_and_stop(self):
         # Installs MariaDB or PostgreSQL with apt-get as root when
         # missing; otherwise fails, saying how: never skipped.
