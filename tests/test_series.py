@@ -600,6 +600,24 @@ class TestSkippedTests(unittest.TestCase):
         self.assertEqual('7 passed, 0 failed', counts.line())
         self.assertEqual([], self.said)
 
+    def test_servers_that_do_not_start_are_a_failure(self):
+        self.mod.ensure_qemu_img = lambda: None
+        self.mod.ensure_db_programs = lambda *args: None
+        self.mod.ensure_tools = lambda versions: None
+        self.mod.find_python = lambda version: '/usr/bin/python' + version
+        self.mod.TREE = ROOT        # has a .git: no apply
+        self.mod.job_functional = lambda *args: self.fail('ran')
+
+        def refused(servers):
+            raise self.mod.Failure('no server')
+        self.mod.DBServers.__enter__ = refused
+        self.assertEqual(1, self.mod.cmd_test(['functional', '--python',
+                                               '3.7']))
+        self.assertIn('functional: FAILED: the database servers did not '
+                      'start, so no functional job ran: no server',
+                      self.said)
+        self.assertEqual('0 passed, 1 failed', self.said[-1])
+
     def test_extra_env_is_passed_to_the_tests(self):
         calls = []
         self.mod.stream = lambda cmd, cwd, env, log: (
