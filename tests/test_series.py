@@ -613,6 +613,12 @@ class TestTestArguments(unittest.TestCase):
         self.assertEqual(('all', ['2.7', '3.7'], ['2.7', '3.7']),
                          self.parse('--python', '3.7', '--python', '2.7'))
 
+    def test_cluster_is_a_job_of_its_own(self):
+        self.assertEqual(('cluster', ['2.7', '3.6', '3.7'],
+                          ['2.7', '3.6', '3.7']), self.parse('cluster'))
+        with self.assertRaises(self.mod.Failure):
+            self.parse('cluster', '--python', '2.7')
+
     def test_functional_python_alone(self):
         self.assertEqual(('all', ['2.7', '3.6', '3.7'], ['2.7', '3.7']),
                          self.parse('--functional-python', '2.7,3.7'))
@@ -721,6 +727,186 @@ class TestJobChecks(unittest.TestCase):
         self.assertEqual([1], calls)
         self.assertIn('genconfig: FAILED: tox -e genconfig exited 1, '
                       'oslo-config-generator failed', said[0])
+
+
+class TestSkippedTests(unittest.TestCase):
+
+    def setUp(self):
+        self.mod = load_series()
+        self.root = tempfile.mkdtemp(prefix='series-skips-')
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.mod.LOGS = self.root
+        self.said = []
+        self.mod.say = self.said.append
+
+    def fake_tox_job(self, text, counts):
+        seen = {}
+
+        def tox_job(env_name, tree, label, python, extra_env=None):
+            seen.update(env_name=env_name, extra_env=extra_env)
+            with open(os.path.join(self.root, label.replace(' ', '-') +
+                                   '.log'), 'w') as f:
+                f.write(text)
+            return counts
+        self.mod.tox_job = tox_job
+        return seen
+
+    def test_a_skipped_functional_test_is_a_failure(self):
+        text = ('{0} glance.tests.functional.db.test_migrations.'
+                'TestMysqlMigrations.test_walk_versions ... SKIPPED: '
+                "Backend 'mysql+pymysql' is unavailable: Could not connect\n"
+                '{1} glance.tests.functional.test_a.T.test_b [0.1s] ... ok\n')
+        seen = self.fake_tox_job(text, self.mod.Counts(5, 0, 1))
+        counts = self.mod.job_functional('3.7', {
+            'mysql': 'mysql+pymysql://u:p@127.0.0.1:3307/',
+            'postgresql': 'postgresql://u:p@127.0.0.1:5433/postgres'})
+        self.assertEqual('5 passed, 1 failed', counts.line())
+        self.assertEqual('functional-py37', seen['env_name'])
+        # oslo.db's fixtures find both servers, and SQLite.
+        self.assertEqual(
+            {'OS_TEST_DBAPI_ADMIN_CONNECTION':
+             'mysql+pymysql://u:p@127.0.0.1:3307/;'
+             'postgresql://u:p@127.0.0.1:5433/postgres;sqlite://'},
+            seen['extra_env'])
+        self.assertIn('functional py37: 1 TESTS SKIPPED, each counted as a '
+                      'failure (a test that cannot run must not pass '
+                      'unseen):', self.said)
+        self.assertIn('    glance.tests.functional.db.test_migrations.'
+                      'TestMysqlMigrations.test_walk_versions: Backend '
+                      "'mysql+pymysql' is unavailable: Could not connect",
+                      self.said)
+        self.assertEqual('functional py37: 5 passed, 1 failed',
+                         self.said[-1])
+
+    def test_no_skip_no_failure(self):
+        self.fake_tox_job('', self.mod.Counts(7, 0, 0))
+        counts = self.mod.job_functional('2.7', {})
+        self.assertEqual('7 passed, 0 failed', counts.line())
+        self.assertEqual([], self.said)
+
+    def test_servers_that_do_not_start_are_a_failure(self):
+        self.mod.ensure_qemu_img = lambda: None
+        self.mod.ensure_db_programs = lambda *args: None
+        self.mod.ensure_tools = lambda versions: None
+        self.mod.find_python = lambda version: '/usr/bin/python' + version
+        self.mod.TREE = ROOT        # has a .git: no apply
+        self.mod.job_functional = lambda *args: self.fail('ran')
+
+        def refused(servers):
+            raise self.mod.Failure('no server')
+        self.mod.DBServers.__enter__ = refused
+        self.assertEqual(1, self.mod.cmd_test(['functional', '--python',
+                                               '3.7']))
+        self.assertIn('functional: FAILED: the database servers did not '
+                      'start, so no functional job ran: no server',
+                      self.said)
+        self.assertEqual('0 passed, 1 failed', self.said[-1])
+
+    def test_extra_env_is_passed_to_the_tests(self):
+        calls = []
+        self.mod.stream = lambda cmd, cwd, env, log: (
+            calls.append(env) or (0, ''))
+        self.mod.TOXWORK = self.root
+        self.mod.env_stamp = lambda python: 'stamp'
+        self.mod.tox_run('functional-py37', self.root, 'functional py37',
+                         '3.7', {'OS_TEST_DBAPI_ADMIN_CONNECTION': 'x'})
+        self.assertEqual('x', calls[0]['OS_TEST_DBAPI_ADMIN_CONNECTION'])
+        self.assertIn('OS_TEST_DBAPI_ADMIN_CONNECTION',
+                      calls[0]['TOX_TESTENV_PASSENV'].split())
+
+
+class TestDBServers(unittest.TestCase):
+
+    def setUp(self):
+        self.mod = load_series()
+        self.root = tempfile.mkdtemp(prefix='series-db-')
+        self.addCleanup(shutil.rmtree, self.root, True)
+        # The servers run as mysql and postgres when we are root.
+        os.chmod(self.root, 0o755)
+        self.mod.DB_DIR = self.root
+        self.mod.step = lambda msg: None
+        for var in self.mod.DB_URL_VARS.values():
+            self.addCleanup(os.environ.pop, var, None)
+            os.environ.pop(var, None)
+
+    def test_servers_given_by_url_are_used_as_they_are(self):
+        os.environ['SERIES_MYSQL_URL'] = 'mysql+pymysql://a:b@db1:3306/'
+        os.environ['SERIES_POSTGRESQL_URL'] = 'postgresql://a:b@db2/postgres'
+        self.mod.ensure_db_programs = lambda *args: self.fail('installing')
+        with self.mod.DBServers(('mysql', 'postgresql'), 'why') as servers:
+            self.assertEqual({'mysql': 'mysql+pymysql://a:b@db1:3306/',
+                              'postgresql': 'postgresql://a:b@db2/postgres'},
+                             servers.urls)
+        self.assertEqual([], os.listdir(self.root))
+
+    def test_a_url_of_the_wrong_kind_is_refused(self):
+        os.environ['SERIES_POSTGRESQL_URL'] = 'mysql://a:b@db1/'
+        with self.assertRaises(self.mod.Failure) as caught:
+            with self.mod.DBServers(('postgresql',), 'why'):
+                pass
+        self.assertIn("SERIES_POSTGRESQL_URL='mysql://a:b@db1/' is not a "
+                      "postgresql URL", str(caught.exception))
+
+    def test_a_directory_the_server_cannot_enter_is_named(self):
+        closed = os.path.join(self.root, 'closed')
+        os.makedirs(os.path.join(closed, 'db'))
+        os.chmod(closed, 0o700)
+        nobody = (65534, 65534)
+        self.mod.pwd_name = lambda ids: 'nobody'
+        with self.assertRaises(self.mod.Failure) as caught:
+            self.mod.check_reachable(os.path.join(closed, 'db', 'mariadb'),
+                                     nobody, 'mysql')
+        self.assertIn('the mysql server runs as nobody, which cannot enter '
+                      '%s (mode 700)' % closed, str(caught.exception))
+        self.assertIn('SERIES_MYSQL_URL', str(caught.exception))
+        os.chmod(closed, 0o711)
+        self.mod.check_reachable(os.path.join(closed, 'db', 'mariadb'),
+                                 nobody, 'mysql')
+
+    def test_own_servers_take_openstack_citest_and_stop(self):
+        # Installs MariaDB or PostgreSQL with apt-get as root when
+        # missing; otherwise fails, saying how: never skipped.
+        programs = dict((kind, self.mod.ensure_db_programs(kind, 'test'))
+                        for kind in ('mysql', 'postgresql'))
+        with self.mod.DBServers(('mysql', 'postgresql'), 'why') as servers:
+            procs = [server.proc for server in servers.servers]
+            mysql = servers.urls['mysql']
+            postgresql = servers.urls['postgresql']
+            self.assertRegex(mysql, r'^mysql\+pymysql://openstack_citest:'
+                             r'openstack_citest@127\.0\.0\.1:\d+/$')
+            self.assertRegex(postgresql, r'^postgresql://openstack_citest:'
+                             r'openstack_citest@127\.0\.0\.1:\d+/postgres$')
+            port = mysql.rsplit(':', 1)[1].strip('/')
+            # The account may create and drop databases.
+            client = programs['mysql'][2]
+            out = subprocess.run(
+                [client, '--no-defaults', '-h', '127.0.0.1', '-P', port,
+                 '-u', 'openstack_citest', '-popenstack_citest', '-e',
+                 'CREATE DATABASE series_t; DROP DATABASE series_t; '
+                 'SELECT CURRENT_USER()'], stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, universal_newlines=True)
+            self.assertEqual(0, out.returncode, out.stdout)
+            port = postgresql.rsplit(':', 1)[1].split('/')[0]
+            psql = programs['postgresql'][2]
+            out = subprocess.run(
+                [psql, '-X', '-h', '127.0.0.1', '-p', port, '-U',
+                 'openstack_citest', '-d', 'openstack_citest', '-c',
+                 'CREATE DATABASE series_t', '-c', 'DROP DATABASE series_t'],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                universal_newlines=True,
+                env=dict(os.environ, PGPASSWORD='openstack_citest'))
+            self.assertEqual(0, out.returncode, out.stdout)
+            self.assertEqual(['mariadb', 'postgresql'],
+                             sorted(os.listdir(self.root)))
+            if os.geteuid() == 0:
+                # Never as root.
+                for proc in procs:
+                    with open('/proc/%d/status' % proc.pid) as f:
+                        uid = [line.split()[1] for line in f
+                               if line.startswith('Uid:')][0]
+                    self.assertNotEqual('0', uid)
+        for proc in procs:
+            self.assertIsNotNone(proc.poll())
 
 
 class TestSilentJob(unittest.TestCase):
