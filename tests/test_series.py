@@ -863,6 +863,36 @@ class TestDBServers(unittest.TestCase):
         self.mod.check_reachable(os.path.join(closed, 'db', 'mariadb'),
                                  nobody, 'mysql')
 
+    def test_a_checkout_the_server_cannot_reach_uses_a_temporary_dir(self):
+        # A clone under a directory closed to others (root's home): the
+        # server keeps its data elsewhere, and removes it when it stops.
+        closed = os.path.join(self.root, 'closed')
+        os.makedirs(os.path.join(closed, 'build', 'db'))
+        os.chmod(closed, 0o700)
+        nobody = (65534, 65534)
+        self.mod.pwd_name = lambda ids: 'nobody'
+        server = self.mod.DBServer('mysql')
+        server.base = os.path.join(closed, 'build', 'db', 'mariadb')
+        os.makedirs(server.base)
+        server._reachable_base(nobody)
+        self.addCleanup(shutil.rmtree, server.base, True)
+        self.assertTrue(server.temporary)
+        self.assertFalse(server.base.startswith(closed))
+        self.assertEqual(os.path.join(server.base, 'server.log'),
+                         server.log)
+        # Every directory above it can be entered; the server's user gets
+        # the directory itself (chown_tree) before the server starts.
+        self.assertIsNone(self.mod.unreachable_parent(server.base, nobody))
+        # Reachable: nothing moves.
+        os.chmod(closed, 0o711)
+        other = self.mod.DBServer('mysql')
+        other.base = os.path.join(closed, 'build', 'db', 'mariadb2')
+        os.makedirs(other.base)
+        other._reachable_base(nobody)
+        self.assertFalse(other.temporary)
+        self.assertEqual(os.path.join(closed, 'build', 'db', 'mariadb2'),
+                         other.base)
+
     def test_own_servers_take_openstack_citest_and_stop(self):
         # Installs MariaDB or PostgreSQL with apt-get as root when
         # missing; otherwise fails, saying how: never skipped.
