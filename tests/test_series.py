@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import unittest
+from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -484,6 +485,33 @@ class TestPython37(SeriesCase):
             '{0} glance.tests.unit.test_a.T.test_y [0.01s] ... FAILED\n'))
         self.assertFalse(mod.stream_broke(
             broke + 'Totals\n======\n - Passed: 3\n - Failed: 1\n'))
+
+    def test_broken_result_stream_runs_again(self):
+        mod = load_series()
+        broke = ('{0} subunit.parser [0.000076s] ... FAILED\n'
+                 'ValueError: Not a text type application/octet-stream\n')
+        good = 'Totals\n======\n - Passed: 3\n - Failed: 0\n'
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+
+        def runner(outputs):
+            def run():
+                log = os.path.join(tmp, 'job.log')
+                with open(log, 'w') as f:
+                    f.write('log')
+                text = outputs.pop(0)
+                return (0 if 'Totals' in text else 1), text, log
+            return run
+
+        with mock.patch.object(mod, 'say'):
+            # Broken twice, then a run with results: those count.
+            counts = mod.stestr_counts(runner([broke, broke, good]), 'job')
+            self.assertEqual('3 passed, 0 failed', counts.line())
+            # Broken every time: one failure once no run is left.
+            outputs = [broke] * 3
+            counts = mod.stestr_counts(runner(outputs), 'job')
+            self.assertEqual([], outputs)
+            self.assertEqual(1, counts.failed)
 
     def test_pytest_summary_line(self):
         mod = load_series()
