@@ -513,6 +513,42 @@ class TestPython37(SeriesCase):
             self.assertEqual([], outputs)
             self.assertEqual(1, counts.failed)
 
+    def test_commits_the_unit_job_cannot_tell_from_their_parent(self):
+        mod = load_series()
+        repo = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, repo)
+
+        def git(*args, **kw):
+            kw['cwd'] = repo
+            return mod.run(['git', '-c', 'user.name=t', '-c',
+                            'user.email=t@example.org'] + list(args),
+                           cwd=repo, check=kw.get('check', True)).stdout
+
+        def commit(path, text):
+            full = os.path.join(repo, path)
+            if not os.path.isdir(os.path.dirname(full)):
+                os.makedirs(os.path.dirname(full))
+            with open(full, 'w') as f:
+                f.write(text)
+            git('add', '-A')
+            git('commit', '-q', '-m', path)
+            return git('rev-parse', 'HEAD').strip()
+
+        git('init', '-q')
+        commit('glance/tests/unit/test_a.py', 'import os\n')
+        doc = commit('doc/source/a.rst', 'a\n')
+        functional = commit('glance/tests/functional/test_b.py', 'b\n')
+        code = commit('glance/common/c.py', 'c\n')
+        with mock.patch.object(mod, 'git', git):
+            self.assertTrue(mod.documentation_only(doc))
+            self.assertTrue(mod.documentation_only(functional))
+            self.assertFalse(mod.documentation_only(code))
+            # Once a unit test reads the functional tests, they count.
+            commit('glance/tests/unit/test_a.py',
+                   'from glance.tests.functional import test_b\n')
+            again = commit('glance/tests/functional/test_b.py', 'b2\n')
+            self.assertFalse(mod.documentation_only(again))
+
     def test_pytest_summary_line(self):
         mod = load_series()
         text = ('acceptance/test_api.py::test_one PASSED\n'
