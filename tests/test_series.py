@@ -793,6 +793,31 @@ class TestJobChecks(unittest.TestCase):
                       'oslo-config-generator failed', said[0])
 
 
+class TestForward(unittest.TestCase):
+    """Glance 19.0.4 (Train), which the forward job upgrades to."""
+
+    def setUp(self):
+        self.mod = load_series()
+        self.root = tempfile.mkdtemp(prefix='series-forward-')
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.said = []
+        self.mod.say = self.said.append
+        self.mod.step = self.said.append
+
+    def test_a_train_tarball_with_another_hash_is_refused(self):
+        pin = self.mod.read_pin(self.mod.TRAIN_PIN)
+        self.assertEqual(('glance', '19.0.4', 'train.pin'),
+                         (pin['name'], pin['version'], pin['file']))
+        with open(os.path.join(self.root, 'glance-19.0.4.tar.gz'),
+                  'wb') as f:
+            f.write(b'not the release')
+        self.mod.CACHE = self.root
+        with self.assertRaises(self.mod.Failure) as caught:
+            self.mod.tarball(self.mod.TRAIN_PIN)
+        self.assertIn('but train.pin requires %s' % pin['sha256'],
+                      str(caught.exception))
+
+
 class TestSkippedTests(unittest.TestCase):
 
     def setUp(self):
