@@ -817,6 +817,36 @@ class TestForward(unittest.TestCase):
         self.assertIn('but train.pin requires %s' % pin['sha256'],
                       str(caught.exception))
 
+    def test_the_train_venv_is_made_again_only_when_its_inputs_change(self):
+        made = []
+
+        def make_venv(venv, want, py, pip_args, env, log):
+            made.append(pip_args)
+            os.makedirs(venv, exist_ok=True)
+            with open(os.path.join(venv, '.series-lock'), 'w') as f:
+                f.write(want)
+            return os.path.join(venv, 'bin', 'python')
+
+        constraints = os.path.join(self.root, 'upper-constraints.txt')
+        self.mod.TRAIN_CONSTRAINTS = constraints
+        self.mod.TRAIN_VENV = os.path.join(self.root, 'venv-train')
+        self.mod.python37 = lambda: '/usr/bin/python3.7'
+        self.mod.tarball = lambda pin_file: 'glance-19.0.4.tar.gz'
+        self.mod.make_venv = make_venv
+        with self.assertRaises(self.mod.Failure) as caught:
+            self.mod.train_venv()
+        self.assertIn(constraints, str(caught.exception))
+        with open(constraints, 'w') as f:
+            f.write('SQLAlchemy===1.3.8\n')
+        for _ in range(2):
+            self.mod.train_venv()
+        self.assertEqual([['-c', constraints, 'glance-19.0.4.tar.gz',
+                           'PyMySQL', 'psycopg2']], made)
+        with open(constraints, 'a') as f:
+            f.write('alembic===1.1.0\n')
+        self.mod.train_venv()
+        self.assertEqual(2, len(made))
+
 
 class TestSkippedTests(unittest.TestCase):
 
