@@ -794,7 +794,7 @@ class TestJobChecks(unittest.TestCase):
 
 
 class TestForward(unittest.TestCase):
-    """Glance 19.0.4 (Train), which the forward job upgrades to."""
+    """The forward job: its place, the Train pin, venv and counts."""
 
     def setUp(self):
         self.mod = load_series()
@@ -803,6 +803,15 @@ class TestForward(unittest.TestCase):
         self.said = []
         self.mod.say = self.said.append
         self.mod.step = self.said.append
+
+    def test_it_runs_after_cluster_and_before_bisect(self):
+        jobs = self.mod.JOBS
+        self.assertEqual(jobs.index('cluster') + 1, jobs.index('forward'))
+        self.assertEqual(jobs.index('forward') + 1, jobs.index('bisect'))
+        self.assertEqual('forward',
+                         self.mod.parse_test_args(['forward'])[0])
+        with self.assertRaises(self.mod.Failure):
+            self.mod.parse_test_args(['forward', '--python', '2.7'])
 
     def test_a_train_tarball_with_another_hash_is_refused(self):
         pin = self.mod.read_pin(self.mod.TRAIN_PIN)
@@ -846,6 +855,51 @@ class TestForward(unittest.TestCase):
             f.write('alembic===1.1.0\n')
         self.mod.train_venv()
         self.assertEqual(2, len(made))
+
+    def job(self, rc, text, server_fails=False):
+        """Run job_forward with every step replaced; (counts, cmd)."""
+        mod = self.mod
+        ran = []
+
+        class Servers(object):
+            def __init__(self, kinds, why):
+                self.urls = {}
+
+            def __enter__(self):
+                if server_fails:
+                    raise mod.Failure('initdb failed')
+                self.urls['postgresql'] = 'postgresql://u:p@127.0.0.1:1/'
+                return self
+
+            def __exit__(self, *exc):
+                ran.append('stopped')
+
+        mod.glance_python = lambda: 'series-python'
+        mod.export_pristine = lambda: 'pristine-tree'
+        mod.bench_venv = lambda name, tree: 'pristine-python'
+        mod.train_venv = lambda: 'train-python'
+        mod.tools_env = dict
+        mod.DBServers = Servers
+        mod.stream = lambda cmd, cwd, env, log: ran.append(cmd) or (rc, text)
+        return mod.job_forward(), ran
+
+    def test_the_job_counts_the_checks_of_the_driver(self):
+        counts, ran = self.job(1, 'checks...\nforward: 30 passed, 2 '
+                               'failed in 90 s\n')
+        self.assertEqual((30, 2), (counts.passed, counts.failed))
+        self.assertEqual('stopped', ran[-1])
+        self.assertIn('--postgresql-url', ran[0])
+        # No closing line, or an exit code its counts do not explain.
+        counts, _ = self.job(1, 'Traceback (most recent call last):\n')
+        self.assertEqual((0, 1), (counts.passed, counts.failed))
+        counts, _ = self.job(1, 'forward: 35 passed, 0 failed in 9 s\n')
+        self.assertEqual((35, 1), (counts.passed, counts.failed))
+
+    def test_a_postgresql_server_that_does_not_start_is_a_failure(self):
+        counts, ran = self.job(1, 'forward: 19 passed, 16 failed in 9 s\n',
+                               server_fails=True)
+        self.assertEqual((19, 17), (counts.passed, counts.failed))
+        self.assertNotIn('--postgresql-url', ran[0])
 
 
 class TestSkippedTests(unittest.TestCase):
