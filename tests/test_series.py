@@ -793,6 +793,115 @@ class TestJobChecks(unittest.TestCase):
                       'oslo-config-generator failed', said[0])
 
 
+class TestForward(unittest.TestCase):
+    """The forward job: its place, the Train pin, venv and counts."""
+
+    def setUp(self):
+        self.mod = load_series()
+        self.root = tempfile.mkdtemp(prefix='series-forward-')
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.said = []
+        self.mod.say = self.said.append
+        self.mod.step = self.said.append
+
+    def test_it_runs_after_cluster_and_before_bisect(self):
+        jobs = self.mod.JOBS
+        self.assertEqual(jobs.index('cluster') + 1, jobs.index('forward'))
+        self.assertEqual(jobs.index('forward') + 1, jobs.index('bisect'))
+        self.assertEqual('forward',
+                         self.mod.parse_test_args(['forward'])[0])
+        with self.assertRaises(self.mod.Failure):
+            self.mod.parse_test_args(['forward', '--python', '2.7'])
+
+    def test_a_train_tarball_with_another_hash_is_refused(self):
+        pin = self.mod.read_pin(self.mod.TRAIN_PIN)
+        self.assertEqual(('glance', '19.0.4', 'train.pin'),
+                         (pin['name'], pin['version'], pin['file']))
+        with open(os.path.join(self.root, 'glance-19.0.4.tar.gz'),
+                  'wb') as f:
+            f.write(b'not the release')
+        self.mod.CACHE = self.root
+        with self.assertRaises(self.mod.Failure) as caught:
+            self.mod.tarball(self.mod.TRAIN_PIN)
+        self.assertIn('but train.pin requires %s' % pin['sha256'],
+                      str(caught.exception))
+
+    def test_the_train_venv_is_made_again_only_when_its_inputs_change(self):
+        made = []
+
+        def make_venv(venv, want, py, pip_args, env, log):
+            made.append(pip_args)
+            os.makedirs(venv, exist_ok=True)
+            with open(os.path.join(venv, '.series-lock'), 'w') as f:
+                f.write(want)
+            return os.path.join(venv, 'bin', 'python')
+
+        constraints = os.path.join(self.root, 'upper-constraints.txt')
+        self.mod.TRAIN_CONSTRAINTS = constraints
+        self.mod.TRAIN_VENV = os.path.join(self.root, 'venv-train')
+        self.mod.python37 = lambda: '/usr/bin/python3.7'
+        self.mod.tarball = lambda pin_file: 'glance-19.0.4.tar.gz'
+        self.mod.make_venv = make_venv
+        with self.assertRaises(self.mod.Failure) as caught:
+            self.mod.train_venv()
+        self.assertIn(constraints, str(caught.exception))
+        with open(constraints, 'w') as f:
+            f.write('SQLAlchemy===1.3.8\n')
+        for _ in range(2):
+            self.mod.train_venv()
+        self.assertEqual([['-c', constraints, 'glance-19.0.4.tar.gz',
+                           'PyMySQL', 'psycopg2']], made)
+        with open(constraints, 'a') as f:
+            f.write('alembic===1.1.0\n')
+        self.mod.train_venv()
+        self.assertEqual(2, len(made))
+
+    def job(self, rc, text, server_fails=False):
+        """Run job_forward with every step replaced; (counts, cmd)."""
+        mod = self.mod
+        ran = []
+
+        class Servers(object):
+            def __init__(self, kinds, why):
+                self.urls = {}
+
+            def __enter__(self):
+                if server_fails:
+                    raise mod.Failure('initdb failed')
+                self.urls['postgresql'] = 'postgresql://u:p@127.0.0.1:1/'
+                return self
+
+            def __exit__(self, *exc):
+                ran.append('stopped')
+
+        mod.glance_python = lambda: 'series-python'
+        mod.export_pristine = lambda: 'pristine-tree'
+        mod.bench_venv = lambda name, tree: 'pristine-python'
+        mod.train_venv = lambda: 'train-python'
+        mod.tools_env = dict
+        mod.DBServers = Servers
+        mod.stream = lambda cmd, cwd, env, log: ran.append(cmd) or (rc, text)
+        return mod.job_forward(), ran
+
+    def test_the_job_counts_the_checks_of_the_driver(self):
+        counts, ran = self.job(1, 'checks...\nforward: 30 passed, 2 '
+                               'failed in 90 s\n')
+        self.assertEqual((30, 2), (counts.passed, counts.failed))
+        self.assertEqual('stopped', ran[-1])
+        self.assertIn('--postgresql-url', ran[0])
+        # No closing line, or an exit code its counts do not explain.
+        counts, _ = self.job(1, 'Traceback (most recent call last):\n')
+        self.assertEqual((0, 1), (counts.passed, counts.failed))
+        counts, _ = self.job(1, 'forward: 35 passed, 0 failed in 9 s\n')
+        self.assertEqual((35, 1), (counts.passed, counts.failed))
+
+    def test_a_postgresql_server_that_does_not_start_is_a_failure(self):
+        counts, ran = self.job(1, 'forward: 19 passed, 16 failed in 9 s\n',
+                               server_fails=True)
+        self.assertEqual((19, 17), (counts.passed, counts.failed))
+        self.assertNotIn('--postgresql-url', ran[0])
+
+
 class TestSkippedTests(unittest.TestCase):
 
     def setUp(self):
