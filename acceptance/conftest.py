@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(ROOT, 'demo'))
 
 import glance_demo  # noqa: E402
 import glance_http  # noqa: E402
+import listener as listener_module  # noqa: E402
 
 
 def _from_env(name, what):
@@ -62,6 +63,16 @@ def file_server(tmpdir_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def listener():
+    """A listener on 127.0.0.1 recording every connection and request.
+
+    Its URL is what a test forges: glance-api must never reach it.
+    """
+    with listener_module.Listener() as server:
+        yield server
 
 
 @pytest.fixture(scope='session')

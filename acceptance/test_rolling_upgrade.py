@@ -14,8 +14,10 @@ and the same storage.  Two glance-api processes on 127.0.0.1 share:
 
 Each node has the configuration an operator has at that point: the
 18.0.1 node ``enabled_backends`` with ``node_staging_uri`` and
-``[task]/work_dir``, the patched node the sections of both reserved
-stores.  The tests prove that:
+``[task]/work_dir``, and the property protection file the admin guide
+gives it for the upgrade (``os_glance_`` properties closed to every API
+user), the patched node the sections of both reserved stores and no
+``worker_self_reference_url``.  The tests prove that:
 
 * each node lists, shows, downloads and deletes the images the other
   one made by upload, by glance-direct import or by web-download;
@@ -28,6 +30,16 @@ stores.  The tests prove that:
 * data staged on one node is imported, or deleted, by the other, in
   both directions, and the staging directory is left empty;
 * the 18.0.1 node logs no error and no traceback meanwhile;
+* with its protection file, the 18.0.1 node treats every other property
+  as before; through either node no API user, not even an admin, creates
+  or adds an ``os_glance_`` property, nor changes or removes one (403
+  from the patched node; 18.0.1 shows the rule's properties to no one,
+  so it answers a change or removal 409, "does not exist"), and no image
+  the patched node makes shows one;
+* a forged ``os_glance_stage_host`` (as an API user could have set one
+  on 18.0.1 before the rule was in place) never makes either node send a
+  request to the URL it names, through stage, import and delete, and
+  neither node shows it;
 * an import that fails on either node loses nothing: on the patched
   node the image is handed back 'uploading' and the 18.0.1 node imports
   it; on the 18.0.1 node it stays 'importing', as 18.0.1 leaves it, with
@@ -47,6 +59,7 @@ writes.
 """
 
 import contextlib
+import datetime
 import json
 import os
 import sqlite3
@@ -55,6 +68,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 import glance_demo
 from glance_http import Glance
@@ -70,6 +84,35 @@ TASKS = glance_demo.TASKS_STORE
 DEFAULT = glance_demo.DEFAULT_STORE
 
 ADMIN_HEADERS = dict(glance_demo.IDENTITY_HEADERS, **{'X-Roles': 'admin'})
+
+# The property protection file of the 18.0.1 node.  Its first section is
+# the rule the admin guide gives 18.0.1 nodes for the upgrade ("Several
+# glance-api nodes", "A rolling upgrade from 18.0.1"), as it shows it.
+# The catch-all section after it is needed: once 18.0.1 reads a
+# protection file, a property that no section matches is refused to
+# everyone for every operation (PropertyRules.check_property_rules
+# answers False when no rule matches), so without it no API user could
+# create, read, change or remove any property of their own on that node
+# any more.  "@" for every operation keeps all other properties as
+# 18.0.1 treats them without a protection file.
+PROTECTION_RULES = """\
+[^os_glance_.*]
+create = !
+read = !
+update = !
+delete = !
+
+[.*]
+create = @
+read = @
+update = @
+delete = @
+"""
+PROTECTION_FILE = 'property-protections.conf'
+
+# The patched node's record of the node holding an image's staged data.
+STAGE_HOST = 'os_glance_stage_host'
+PATCH_TYPE = 'application/openstack-images-v2.1-json-patch'
 
 
 def data_of(size):
@@ -127,8 +170,16 @@ class Cluster(object):
             if node == OLD:
                 sections['DEFAULT']['node_staging_uri'] = \
                     'file://' + self.staging
+                sections['DEFAULT']['property_protection_file'] = \
+                    os.path.join(layout.etc, PROTECTION_FILE)
+                sections['DEFAULT']['property_protection_rule_format'] = \
+                    'roles'
                 sections['task'] = {'work_dir': self.work_dir}
             glance_demo.write_config(layout, sections, tree)
+            if node == OLD:
+                with open(os.path.join(layout.etc, PROTECTION_FILE),
+                          'w') as f:
+                    f.write(PROTECTION_RULES)
             self.layouts[node] = layout
             self.sections[node] = sections
         # The database is the one the deployment had before the upgrade.
@@ -740,6 +791,243 @@ def test_deleted_on_one_node_while_the_other_stages(cluster, stager):
         resp = cluster.client(node).request('GET', '/v2/images/' + image_id)
         assert resp.status_code == 404, resp.text
     assert staged_files(cluster, image_id) == []
+
+
+# --------------------------------------------- the os_glance_ properties
+
+def patch(glance, image_id, changes):
+    return glance.request('PATCH', '/v2/images/' + image_id,
+                          data=json.dumps(changes),
+                          headers={'Content-Type': PATCH_TYPE})
+
+
+def reserved_keys(view):
+    return sorted(key for key in view
+                  if key.strip().lower().startswith('os_glance_'))
+
+
+def properties_in_db(cluster, image_id, name):
+    """[(value, deleted)] of a property of an image, read from the file."""
+    return [(row['value'], row['deleted']) for row in query(
+        cluster, 'SELECT value, deleted FROM image_properties WHERE '
+        'image_id = ? AND name = ?', image_id, name)]
+
+
+def test_old_node_keeps_other_properties_with_its_protection_file(cluster):
+    """The protection file changes nothing for any other property."""
+    for maker in NODES:
+        glance = cluster.client(maker)
+        resp = glance.request('POST', '/v2/images', json={
+            'name': 'properties-on-%s' % maker, 'disk_format': 'raw',
+            'container_format': 'bare', 'os_distro': 'debian',
+            'custom_key': 'one', 'glance_like': 'os_glance_not_a_prefix'})
+        assert resp.status_code == 201, (maker, resp.text)
+        image_id = resp.json()['id']
+        for editor in NODES:
+            glance = cluster.client(editor)
+            resp = patch(glance, image_id, [
+                {'op': 'add', 'path': '/added_on_' + editor.replace(
+                    '.', '_'), 'value': 'yes'},
+                {'op': 'replace', 'path': '/custom_key', 'value': editor}])
+            assert resp.status_code == 200, (maker, editor, message(resp))
+        resp = patch(cluster.client(OLD), image_id,
+                     [{'op': 'remove', 'path': '/os_distro'}])
+        assert resp.status_code == 200, (maker, message(resp))
+        for viewer in NODES:
+            view = cluster.client(viewer).image(image_id)
+            shown = dict((key, view.get(key)) for key in (
+                'os_distro', 'custom_key', 'glance_like', 'added_on_18_0_1',
+                'added_on_patched'))
+            assert shown == {
+                'os_distro': None, 'custom_key': NEW,
+                'glance_like': 'os_glance_not_a_prefix',
+                'added_on_18_0_1': 'yes', 'added_on_patched': 'yes'}, (
+                    maker, viewer, view)
+        resp = cluster.client(OLD).request(
+            'GET', '/v2/images', params={'custom_key': NEW})
+        assert resp.status_code == 200, resp.text
+        assert [i['id'] for i in resp.json()['images']] == [image_id]
+        assert cluster.client(maker).delete(image_id).status_code == 204
+
+
+def assert_refused_on(node, resp, what):
+    """The refusal of a write of an os_glance_ property by node."""
+    text = message(resp)
+    assert resp.status_code == 403, (node, what, resp.status_code, text)
+    assert STAGE_HOST in text, (node, what, text)
+
+
+def try_to_write(cluster, image_id, value):
+    """Every way of writing the record through both nodes, as member and
+    as admin; returns the refusals counted."""
+    refused = 0
+    for node in NODES:
+        for glance in (cluster.client(node), cluster.admin(node)):
+            resp = patch(glance, image_id, [
+                {'op': 'add', 'path': '/' + STAGE_HOST, 'value': value}])
+            assert_refused_on(node, resp, 'PATCH add')
+            refused += 1
+            for op in ('replace', 'remove'):
+                change = {'op': op, 'path': '/' + STAGE_HOST}
+                if op == 'replace':
+                    change['value'] = value
+                resp = patch(glance, image_id, [change])
+                if node == NEW:
+                    assert_refused_on(node, resp, 'PATCH ' + op)
+                else:
+                    # 18.0.1 shows the property to no one: to it, the
+                    # property the change names does not exist.
+                    assert resp.status_code == 409, (op, message(resp))
+                    assert 'Property %s does not exist' % STAGE_HOST in \
+                        message(resp), message(resp)
+                refused += 1
+    return refused
+
+
+def test_no_api_user_writes_an_os_glance_property(cluster, listener,
+                                                  figures):
+    forged = listener.url
+    refused = 0
+    for node in NODES:
+        for glance in (cluster.client(node), cluster.admin(node)):
+            resp = glance.request('POST', '/v2/images', json={
+                'name': 'forged-on-%s' % node, 'disk_format': 'raw',
+                'container_format': 'bare', STAGE_HOST: forged})
+            assert_refused_on(node, resp, 'create')
+            refused += 1
+    for node in NODES:
+        assert [i for i in cluster.client(node).request(
+            'GET', '/v2/images?limit=1000').json()['images']
+            if i['name'].startswith('forged-on-')] == []
+    image_ids = [stage_on(cluster, node, data_of(1 << 20))
+                 for node in NODES]
+    image_ids.append(cluster.client(NEW).create_image('queued')['id'])
+    for image_id in image_ids:
+        refused += try_to_write(cluster, image_id, forged)
+        assert properties_in_db(cluster, image_id, STAGE_HOST) == []
+    for image_id in image_ids:
+        assert cluster.client(OLD).delete(image_id).status_code == 204
+    assert listener.received() == (0, [])
+    figures.append('rolling upgrade: %d writes of %s through both nodes '
+                   '(member and admin) refused, 403 (18.0.1 answers a '
+                   'change or removal 409), none written' % (
+                       refused, STAGE_HOST))
+
+
+def test_the_new_nodes_images_show_no_os_glance_property(cluster,
+                                                         file_server):
+    made = []
+    for how in ('create', 'stage', 'upload', 'glance-direct',
+                'web-download'):
+        made.append(make_image(cluster, NEW, how, None,
+                               data_of((1 << 20) + 3), file_server,
+                               'new-' + how))
+    # And one staged on the patched node, imported by 18.0.1.
+    image_id = stage_on(cluster, NEW, data_of((1 << 20) + 7))
+    image, seen = cluster.client(OLD).import_and_wait(image_id)
+    assert image['status'] == 'active', seen
+    wait_for_tasks(cluster.admin(OLD))
+    made.append(image_id)
+    for viewer in NODES:
+        for glance in (cluster.client(viewer), cluster.admin(viewer)):
+            resp = glance.request('GET', '/v2/images?limit=1000')
+            assert resp.status_code == 200, resp.text
+            listed = dict((i['id'], i) for i in resp.json()['images'])
+            for image_id in made:
+                assert reserved_keys(listed[image_id]) == [], (
+                    viewer, listed[image_id])
+                resp = glance.request('GET', '/v2/images/' + image_id)
+                assert resp.status_code == 200, resp.text
+                assert reserved_keys(resp.json()) == [], (viewer, resp.text)
+                assert 'os_glance' not in resp.text, (viewer, resp.text)
+    for image_id in made:
+        # Without worker_self_reference_url the patched node records
+        # nothing, not even while the data is staged.
+        assert query(cluster, "SELECT name FROM image_properties WHERE "
+                     "image_id = ? AND name LIKE 'os_glance%'",
+                     image_id) == []
+        assert cluster.client(OLD).delete(image_id).status_code == 204
+
+
+def forge_record(cluster, image_id, url):
+    """Write the record into the database as 18.0.1 would have let an
+    API user set it before the protection rule was in place."""
+    now = datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M:%S.%f')
+    conn = sqlite3.connect(cluster.db, timeout=30)
+    try:
+        with conn:
+            conn.execute(
+                'INSERT INTO image_properties (image_id, name, value, '
+                'created_at, updated_at, deleted) VALUES (?, ?, ?, ?, ?, 0)',
+                (image_id, STAGE_HOST, url, now, now))
+    finally:
+        conn.close()
+
+
+def test_a_forged_record_is_never_followed(cluster, listener, figures):
+    """No node sends a request to the URL a forged record names.
+
+    Images staged on each node carry a forged os_glance_stage_host
+    naming the listener; they are shown, staged again, imported and
+    deleted through both nodes, and the listener receives nothing.
+    """
+    forged = listener.url
+    probe = requests.get(forged + '/probe', timeout=10)
+    assert probe.status_code == 200
+    assert listener.received()[0] == 1
+
+    data = {}
+    for stager in NODES:
+        for then in ('import', 'delete'):
+            image_id = stage_on(cluster, stager, data_of((1 << 20) + 23))
+            data[(stager, then)] = (image_id,
+                                    read(os.path.join(cluster.staging,
+                                                      image_id)))
+            forge_record(cluster, image_id, forged)
+            assert properties_in_db(cluster, image_id, STAGE_HOST) == [
+                (forged, 0)]
+    for (stager, then), (image_id, _data) in sorted(data.items()):
+        for node in NODES:
+            for glance in (cluster.client(node), cluster.admin(node)):
+                resp = glance.request('GET', '/v2/images/' + image_id)
+                assert resp.status_code == 200, resp.text
+                assert 'os_glance' not in resp.text, (node, resp.text)
+                assert forged not in resp.text, (node, resp.text)
+            # Staging again asks the node a record names whether it is
+            # alive (the patched node only with worker_self_reference_url
+            # set): refused, the data kept.
+            resp = cluster.client(node).stage(image_id, b'again')
+            assert resp.status_code == 409, (node, message(resp))
+        try_to_write(cluster, image_id, 'http://127.0.0.1:9/')
+        assert properties_in_db(cluster, image_id, STAGE_HOST) == [
+            (forged, 0)]
+    assert listener.received()[0] == 1
+
+    for (stager, then), (image_id, staged) in sorted(data.items()):
+        other = OTHER[stager]
+        if then == 'import':
+            image, seen = cluster.client(other).import_and_wait(image_id)
+            assert image['status'] == 'active', (stager, seen)
+            wait_for_tasks(cluster.admin(other))
+            assert image['checksum'] == md5(staged)
+            assert staged_files(cluster, image_id) == []
+            for node in NODES:
+                resp = cluster.client(node).request(
+                    'GET', '/v2/images/' + image_id)
+                assert 'os_glance' not in resp.text, (node, resp.text)
+        resp = cluster.client(other).delete(image_id)
+        assert resp.status_code == 204, (stager, then, message(resp))
+        assert staged_files(cluster, image_id) == []
+    connections, got = listener.received()
+    assert (connections, [r['path'] for r in got]) == (1, ['/probe']), (
+        'the listener named by a forged record was reached: %d '
+        'connections, requests %s' % (connections, got[1:]))
+    for node in NODES:
+        assert forged not in cluster.log(node), node
+    figures.append('rolling upgrade: 4 images staged with a forged %s '
+                   'naming a listener: hidden by both nodes, stage again '
+                   '409, imported and deleted across the nodes; the '
+                   'listener received 0 connections' % STAGE_HOST)
 
 
 # ------------------------------------------------- nodes restarted, upgraded
