@@ -726,6 +726,44 @@ class TestJobChecks(unittest.TestCase):
             f.write(text)
         return path
 
+    def test_tree_jobs_read_what_git_tracks(self):
+        # What "pip install -e build/glance" leaves (.eggs/README.txt,
+        # which doc8 would read; *.egg-info) is not in the clone the
+        # jobs that read the tree run in; an edit of a tracked file is.
+        tree = os.path.join(self.root, 'tree')
+        self.write('tree/doc/source/index.rst', 'Glance\n')
+        self.write('tree/setup.py', 'setup()\n')
+        git = ['git', '-c', 'user.name=Test', '-c',
+               'user.email=test@localhost']
+        subprocess.check_call(git + ['init', '-q'], cwd=tree)
+        subprocess.check_call(git + ['add', '-A'], cwd=tree)
+        subprocess.check_call(git + ['commit', '-q', '-m', 'base'],
+                              cwd=tree)
+        self.write('tree/setup.py', 'setup()  # edited\n')
+        self.write('tree/.eggs/README.txt', 'This directory contains '
+                   'eggs that were downloaded by setuptools\n')
+        self.write('tree/glance.egg-info/PKG-INFO', 'Name: glance\n')
+        self.mod.SCRATCH = os.path.join(self.root, 'scratch')
+        self.mod.TREE = tree
+        jobs = []
+        self.mod.check_job = (lambda env, where, label, checks=None:
+                              jobs.append((env, where)))
+        self.mod.job_pep8()
+        self.mod.job_docs()
+        self.assertEqual([('pep8', os.path.join(self.mod.SCRATCH, 'pep8')),
+                          ('docs', os.path.join(self.mod.SCRATCH, 'docs'))],
+                         jobs)
+        for _env, clone in jobs:
+            self.assertFalse(os.path.exists(os.path.join(clone, '.eggs')))
+            self.assertFalse(os.path.exists(os.path.join(
+                clone, 'glance.egg-info')))
+            with open(os.path.join(clone, 'setup.py')) as f:
+                self.assertEqual('setup()  # edited\n', f.read())
+        # build/glance itself is left as it was: nothing is stashed.
+        self.assertEqual(' M setup.py\n', subprocess.check_output(
+            ['git', 'status', '--short', '--untracked-files=no'],
+            cwd=tree, universal_newlines=True))
+
     def test_release_note_pages_of_missing_branches(self):
         self.write('index.rst', '=====\n Notes\n=====\n\n.. toctree::\n'
                    '   :maxdepth: 1\n\n   unreleased\n   rocky\n'
