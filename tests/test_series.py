@@ -6,11 +6,13 @@ directory, sharing only the verified tarball cache (SERIES_CACHE, set by
 use).
 """
 
+import getpass
 import importlib.machinery
 import importlib.util
 import io
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -726,6 +728,44 @@ class TestJobChecks(unittest.TestCase):
             f.write(text)
         return path
 
+    def test_tree_jobs_read_what_git_tracks(self):
+        # What "pip install -e build/glance" leaves (.eggs/README.txt,
+        # which doc8 would read; *.egg-info) is not in the clone the
+        # jobs that read the tree run in; an edit of a tracked file is.
+        tree = os.path.join(self.root, 'tree')
+        self.write('tree/doc/source/index.rst', 'Glance\n')
+        self.write('tree/setup.py', 'setup()\n')
+        git = ['git', '-c', 'user.name=Test', '-c',
+               'user.email=test@localhost']
+        subprocess.check_call(git + ['init', '-q'], cwd=tree)
+        subprocess.check_call(git + ['add', '-A'], cwd=tree)
+        subprocess.check_call(git + ['commit', '-q', '-m', 'base'],
+                              cwd=tree)
+        self.write('tree/setup.py', 'setup()  # edited\n')
+        self.write('tree/.eggs/README.txt', 'This directory contains '
+                   'eggs that were downloaded by setuptools\n')
+        self.write('tree/glance.egg-info/PKG-INFO', 'Name: glance\n')
+        self.mod.SCRATCH = os.path.join(self.root, 'scratch')
+        self.mod.TREE = tree
+        jobs = []
+        self.mod.check_job = (lambda env, where, label, checks=None:
+                              jobs.append((env, where)))
+        self.mod.job_pep8()
+        self.mod.job_docs()
+        self.assertEqual([('pep8', os.path.join(self.mod.SCRATCH, 'pep8')),
+                          ('docs', os.path.join(self.mod.SCRATCH, 'docs'))],
+                         jobs)
+        for _env, clone in jobs:
+            self.assertFalse(os.path.exists(os.path.join(clone, '.eggs')))
+            self.assertFalse(os.path.exists(os.path.join(
+                clone, 'glance.egg-info')))
+            with open(os.path.join(clone, 'setup.py')) as f:
+                self.assertEqual('setup()  # edited\n', f.read())
+        # build/glance itself is left as it was: nothing is stashed.
+        self.assertEqual(' M setup.py\n', subprocess.check_output(
+            ['git', 'status', '--short', '--untracked-files=no'],
+            cwd=tree, universal_newlines=True))
+
     def test_release_note_pages_of_missing_branches(self):
         self.write('index.rst', '=====\n Notes\n=====\n\n.. toctree::\n'
                    '   :maxdepth: 1\n\n   unreleased\n   rocky\n'
@@ -994,9 +1034,6 @@ class TestDBServers(unittest.TestCase):
         self.mod = load_series()
         self.root = tempfile.mkdtemp(prefix='series-db-')
         self.addCleanup(shutil.rmtree, self.root, True)
-        # The servers run as mysql and postgres when we are root.
-        os.chmod(self.root, 0o755)
-        self.mod.DB_DIR = self.root
         self.mod.step = lambda msg: None
         for var in self.mod.DB_URL_VARS.values():
             self.addCleanup(os.environ.pop, var, None)
@@ -1010,7 +1047,7 @@ class TestDBServers(unittest.TestCase):
             self.assertEqual({'mysql': 'mysql+pymysql://a:b@db1:3306/',
                               'postgresql': 'postgresql://a:b@db2/postgres'},
                              servers.urls)
-        self.assertEqual([], os.listdir(self.root))
+            self.assertEqual([], servers.procs)
 
     def test_a_url_of_the_wrong_kind_is_refused(self):
         os.environ['SERIES_POSTGRESQL_URL'] = 'mysql://a:b@db1/'
@@ -1020,96 +1057,59 @@ class TestDBServers(unittest.TestCase):
         self.assertIn("SERIES_POSTGRESQL_URL='mysql://a:b@db1/' is not a "
                       "postgresql URL", str(caught.exception))
 
-    def test_a_directory_the_server_cannot_enter_is_named(self):
-        closed = os.path.join(self.root, 'closed')
-        os.makedirs(os.path.join(closed, 'db'))
-        os.chmod(closed, 0o700)
-        nobody = (65534, 65534)
-        self.mod.pwd_name = lambda ids: 'nobody'
-        with self.assertRaises(self.mod.Failure) as caught:
-            self.mod.check_reachable(os.path.join(closed, 'db', 'mariadb'),
-                                     nobody, 'mysql')
-        self.assertIn('the mysql server runs as nobody, which cannot enter '
-                      '%s (mode 700)' % closed, str(caught.exception))
-        self.assertIn('SERIES_MYSQL_URL', str(caught.exception))
-        os.chmod(closed, 0o711)
-        self.mod.check_reachable(os.path.join(closed, 'db', 'mariadb'),
-                                 nobody, 'mysql')
+    def test_pifpaf_urls_for_sqlalchemy(self):
+        self.assertEqual(
+            'mysql+pymysql://root@localhost/pifpaf?charset=utf8&'
+            'unix_socket=/tmp/x/mysql.socket',
+            self.mod.db_url('mysql', {'PIFPAF_URL': 'mysql://root@localhost'
+                                      '/pifpaf?unix_socket=/tmp/x/mysql.'
+                                      'socket'}))
+        user = 'postgres' if os.geteuid() == 0 else getpass.getuser()
+        self.assertEqual(
+            'postgresql://%s@localhost/postgres?host=/tmp/y&port=9824' % user,
+            self.mod.db_url('postgresql', {
+                'PIFPAF_URL': 'postgresql://localhost/postgres?host=/tmp/y&'
+                              'port=9824'}))
 
-    def test_a_checkout_the_server_cannot_reach_uses_a_temporary_dir(self):
-        # A clone under a directory closed to others (root's home): the
-        # server keeps its data elsewhere, and removes it when it stops.
-        closed = os.path.join(self.root, 'closed')
-        os.makedirs(os.path.join(closed, 'build', 'db'))
-        os.chmod(closed, 0o700)
-        nobody = (65534, 65534)
-        self.mod.pwd_name = lambda ids: 'nobody'
-        server = self.mod.DBServer('mysql')
-        server.base = os.path.join(closed, 'build', 'db', 'mariadb')
-        os.makedirs(server.base)
-        server._reachable_base(nobody)
-        self.addCleanup(shutil.rmtree, server.base, True)
-        self.assertTrue(server.temporary)
-        self.assertFalse(server.base.startswith(closed))
-        self.assertEqual(os.path.join(server.base, 'server.log'),
-                         server.log)
-        # Every directory above it can be entered; the server's user gets
-        # the directory itself (chown_tree) before the server starts.
-        self.assertIsNone(self.mod.unreachable_parent(server.base, nobody))
-        # Reachable: nothing moves.
-        os.chmod(closed, 0o711)
-        other = self.mod.DBServer('mysql')
-        other.base = os.path.join(closed, 'build', 'db', 'mariadb2')
-        os.makedirs(other.base)
-        other._reachable_base(nobody)
-        self.assertFalse(other.temporary)
-        self.assertEqual(os.path.join(closed, 'build', 'db', 'mariadb2'),
-                         other.base)
-
-    def test_own_servers_take_openstack_citest_and_stop(self):
+    def test_own_servers_run_by_pifpaf_and_stop(self):
         # Installs MariaDB or PostgreSQL with apt-get as root when
-        # missing; otherwise fails, saying how: never skipped.
-        programs = dict((kind, self.mod.ensure_db_programs(kind, 'test'))
-                        for kind in ('mysql', 'postgresql'))
+        # missing; otherwise fails, saying how: never skipped.  pifpaf
+        # comes from build/venv (./series test tool makes it).
+        for kind in ('mysql', 'postgresql'):
+            self.mod.ensure_db_programs(kind, 'test')
         with self.mod.DBServers(('mysql', 'postgresql'), 'why') as servers:
-            procs = [server.proc for server in servers.servers]
+            procs = [proc for _kind, proc in servers.procs]
             mysql = servers.urls['mysql']
             postgresql = servers.urls['postgresql']
-            self.assertRegex(mysql, r'^mysql\+pymysql://openstack_citest:'
-                             r'openstack_citest@127\.0\.0\.1:\d+/$')
-            self.assertRegex(postgresql, r'^postgresql://openstack_citest:'
-                             r'openstack_citest@127\.0\.0\.1:\d+/postgres$')
-            port = mysql.rsplit(':', 1)[1].strip('/')
-            # The account may create and drop databases.
-            client = programs['mysql'][2]
+            socket = mysql.split('unix_socket=', 1)[1]
+            self.assertTrue(mysql.startswith('mysql+pymysql://'), mysql)
+            # The server may create and drop databases.
             out = subprocess.run(
-                [client, '--no-defaults', '-h', '127.0.0.1', '-P', port,
-                 '-u', 'openstack_citest', '-popenstack_citest', '-e',
-                 'CREATE DATABASE series_t; DROP DATABASE series_t; '
-                 'SELECT CURRENT_USER()'], stdout=subprocess.PIPE,
+                [self.mod.db_program('mysql', 'mysql'), '--no-defaults',
+                 '-S', socket, '-e', 'CREATE DATABASE series_t; '
+                 'DROP DATABASE series_t'], stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, universal_newlines=True)
             self.assertEqual(0, out.returncode, out.stdout)
-            port = postgresql.rsplit(':', 1)[1].split('/')[0]
-            psql = programs['postgresql'][2]
+            query = dict(part.split('=', 1) for part in
+                         postgresql.split('?', 1)[1].split('&'))
+            user = postgresql.split('://', 1)[1].split('@', 1)[0]
             out = subprocess.run(
-                [psql, '-X', '-h', '127.0.0.1', '-p', port, '-U',
-                 'openstack_citest', '-d', 'openstack_citest', '-c',
-                 'CREATE DATABASE series_t', '-c', 'DROP DATABASE series_t'],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                universal_newlines=True,
-                env=dict(os.environ, PGPASSWORD='openstack_citest'))
+                [self.mod.db_program('postgresql', 'psql'), '-X', '-h',
+                 query['host'], '-p', query['port'], '-U', user, '-d',
+                 'postgres', '-c', 'CREATE DATABASE series_t', '-c',
+                 'DROP DATABASE series_t'], stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, universal_newlines=True)
             self.assertEqual(0, out.returncode, out.stdout)
-            self.assertEqual(['mariadb', 'postgresql'],
-                             sorted(os.listdir(self.root)))
             if os.geteuid() == 0:
-                # Never as root.
-                for proc in procs:
-                    with open('/proc/%d/status' % proc.pid) as f:
-                        uid = [line.split()[1] for line in f
-                               if line.startswith('Uid:')][0]
-                    self.assertNotEqual('0', uid)
+                # Never as root: the sockets belong to the servers' users.
+                for path, name in ((socket, 'mysql'),
+                                   (query['host'], 'postgres')):
+                    self.assertEqual(pwd.getpwnam(name).pw_uid,
+                                     os.stat(path).st_uid)
         for proc in procs:
             self.assertIsNotNone(proc.poll())
+        self.assertFalse(os.path.exists(socket))
+        self.assertFalse(os.path.exists(query['host']))
 
 
 class TestSilentJob(unittest.TestCase):
