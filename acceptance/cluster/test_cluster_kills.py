@@ -48,8 +48,8 @@ from glance_cluster import make_cluster
 
 CLIENTS = 6
 SIZES_MIB = (1, 16)
-LOAD = 45               # seconds of load (and kills) per run
-KILL_EVERY = (4, 10)    # seconds between kills, random in this range
+LOAD = 50               # seconds of load (and kills) per run
+KILL_EVERY = (3, 8)     # seconds between kills, random in this range
 SEEDS = (1, 2)
 MARGIN = 25             # seconds of recovery beyond the stale time
 REQUEST_TIMEOUT = 30    # seconds for one request of a client
@@ -91,7 +91,7 @@ class History(object):
         self.started = time.monotonic()
         self.lock = threading.Lock()
         self.events = []        # (t, image id or None, text)
-        self.kills = []         # (t, node name, seconds to start again)
+        self.kills = []         # Kill records, see Killer.run
 
     def now(self):
         return time.monotonic() - self.started
@@ -139,7 +139,11 @@ class Client(object):
         self.current = None
         self.finished_at = None
         self.failures = []      # wrong data and the like
-        self.counts = dict(conn=0, e5xx=0, e409=0, other=0)
+        self.counts = dict(conn=0, e5xx=0, e409=0, other=0, cut=0)
+        # What the client is doing now: (what, image id, entry), or None;
+        # the image it waits for while it is importing.
+        self.doing = None
+        self.importing = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True,
                                        name='kills-client-%d' % index)
@@ -160,13 +164,16 @@ class Client(object):
         """(entry name, response or exception)."""
         name, url = entry or self.entry()
         kwargs.setdefault('timeout', REQUEST_TIMEOUT)
+        self.doing = (method, path, name)
         try:
             resp = self.session(url).request(method, url + path, **kwargs)
         except requests.RequestException as exc:
+            self.doing = None
             self.counts['conn'] += 1
             # A connection broken by a kill is not reused.
             self.sessions.pop(url, None)
             return name, exc
+        self.doing = None
         if resp.status_code >= 500:
             self.counts['e5xx'] += 1
         elif resp.status_code == 409:
@@ -266,6 +273,7 @@ class Client(object):
                                          image_id, self.index))
                 return 'disappeared'
             status = image['status']
+            self.importing = image_id if status == 'importing' else None
             if status != 'importing':
                 importing_since = None
             if status == 'active':
@@ -335,12 +343,26 @@ class Client(object):
                     image_id, image.get('size'), image.get('checksum'),
                     record['size'], record['md5']))
             return 'active with wrong size/checksum'
+        cut = 0
         while time.monotonic() < self.deadline() and not self.stop.is_set():
             where, resp = self.request('GET', '/v2/images/%s/file'
                                        % image_id)
             if isinstance(resp, Exception) or resp.status_code >= 500:
                 self.pause()
                 continue
+            length = resp.headers.get('Content-Length')
+            if (resp.status_code == 200 and length is not None and
+                    int(length) != len(resp.content)):
+                # A kill of the node serving it cut the download short
+                # (or the data behind it is short: then it stays so).
+                self.counts['cut'] += 1
+                cut += 1
+                self.history.add(image_id, 'download via %s cut short: '
+                                 '%d of %s bytes' % (
+                                     where, len(resp.content), length))
+                if cut < 5:
+                    self.pause()
+                    continue
             if resp.status_code != 200:
                 self.failures.append('download of active image %s via %s: '
                                      '%s' % (image_id, where,
@@ -381,8 +403,9 @@ class Client(object):
 class Killer(object):
     """Kills one random node at a time, at random instants."""
 
-    def __init__(self, seed, cluster, history, load_end):
+    def __init__(self, seed, cluster, history, load_end, clients):
         self.rng = random.Random(seed)
+        self.clients = clients
         self.cluster = cluster
         self.history = history
         self.load_end = load_end
@@ -402,13 +425,36 @@ class Killer(object):
                 node = self.rng.choice(self.cluster.nodes)
                 at = self.history.now()
                 node.kill()
-                self.history.add(None, 'SIGKILL %s' % node.name)
+                kill = {'t': at, 'node': node.name,
+                        'in_flight': self.in_flight(node)}
+                self.history.add(None, 'SIGKILL %s; in flight: %s' % (
+                    node.name, kill['in_flight']))
                 started = time.monotonic()
                 node.start()
-                self.history.kills.append((at, node.name,
-                                           time.monotonic() - started))
+                kill['start'] = time.monotonic() - started
+                self.history.kills.append(kill)
         except Exception as exc:
             self.errors.append('%s: %s' % (type(exc).__name__, exc))
+
+    def in_flight(self, node):
+        """What the clients were doing as node was killed.
+
+        Their requests (through HAProxy or a node), the images they saw
+        importing, and the files in the node's staging dir.
+        """
+        found = []
+        for client in self.clients:
+            doing = client.doing
+            if doing is not None:
+                method, path, entry = doing
+                what = {'PUT': 'stage', 'POST': 'import'}.get(method)
+                if what and path.startswith('/v2/images/'):
+                    found.append('%s %s via %s' % (what, path[11:19], entry))
+            if client.importing:
+                found.append('importing %s' % client.importing[:8])
+        found += ['staged %s' % name[:8] + name[36:]
+                  for name in node.staged()]
+        return found
 
 
 def project_images(glance):
@@ -453,8 +499,9 @@ def log_lines(cluster, image_id, limit=25):
 
 def report(cluster, history, problems):
     """Write the history of each problem image; the text."""
-    out = ['kills (t, node, seconds to start again): ' + ', '.join(
-        '%.1f %s %.1f' % k for k in history.kills)]
+    out = ['kill at %.1f s of %s (started again in %.1f s); in flight: '
+           '%s' % (k['t'], k['node'], k['start'], ', '.join(k['in_flight']))
+           for k in history.kills]
     for image_id, what in problems:
         out.append('== image %s: %s' % (image_id, what))
         out += ['  t=%6.1f %s' % (t, text) for t, text in
@@ -473,6 +520,7 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
                                          file_server, figures, shared,
                                          seed):
     kind = 'shared staging' if shared else 'per-node staging'
+    run_started = time.monotonic()
     cluster = make_cluster(request, tmpdir_factory, shared, file_server,
                            options=cluster_options(),
                            name='kills-%s-seed%d' % (
@@ -485,7 +533,7 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
         load_end = time.monotonic() + LOAD
         clients = [Client(i + 1, seed, cluster, history, load_end, stale)
                    for i in range(CLIENTS)]
-        killer = Killer(seed, cluster, history, load_end)
+        killer = Killer(seed, cluster, history, load_end, clients)
         for client in clients:
             client.thread.start()
         killer.thread.start()
@@ -493,11 +541,23 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
         assert not killer.thread.is_alive(), 'the kills did not stop'
         assert killer.errors == [], 'killing or restarting a node ' \
             'failed: %s' % killer.errors
-        # Kills stop; every node is restarted once; then the bound.
-        for node in cluster.nodes:
-            if not node.up:
-                node.start()
-            node.restart()
+        # Kills stop; every node is restarted once (together, to save
+        # time); then the bound.
+        errors = []
+
+        def restart(node):
+            try:
+                node.restart()
+            except Exception as exc:
+                errors.append('%s: %s' % (node.name, exc))
+
+        restarts = [threading.Thread(target=restart, args=(node,),
+                                     daemon=True) for node in cluster.nodes]
+        for thread in restarts:
+            thread.start()
+        for thread in restarts:
+            thread.join(2 * 120 + 30)
+        assert errors == [], 'a node did not start again: %s' % errors
         restarted = time.monotonic()
         end = restarted + bound
         for client in clients:
@@ -534,6 +594,18 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
             (path, files) for path, files in cluster.reserved_files().items()
             if files), {})
         left = orphans(cluster, images)
+        # Each active image's data is all in the store file it names.
+        for image in images:
+            url = image.get('direct_url') or ''
+            if image['status'] == 'active' and url.startswith('file://'):
+                try:
+                    held = os.path.getsize(url[len('file://'):])
+                except OSError:
+                    held = None
+                if held != image['size']:
+                    wrong.append('%s: its store file %s holds %s bytes, '
+                                 'not %d' % (image['id'], url, held,
+                                             image['size']))
         failures = [f for c in clients for f in c.failures]
         counts = dict((k, sum(c.counts[k] for c in clients))
                       for k in clients[0].counts)
@@ -543,8 +615,9 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
             'load: %d images, %d verified, %d stuck (%s), %d killed; %d '
             'kills (%s); orphans in the stores %d%s; staging/tasks files '
             'left %d; not active at the end %d; recovered %.1f s after '
-            'the restarts (bound %d s, stale %d s); client saw %d '
-            'connection errors, %d 5xx, %d 409' % (
+            'the restarts (bound %d s, stale %d s); clients saw %d '
+            'connection errors, %d 5xx, %d 409, %d cut downloads; run '
+            '%.0f s (set-up %.0f s)' % (
                 kind, seed, CLIENTS, SIZES_MIB[0], SIZES_MIB[1], LOAD,
                 len(known), verified, len(stuck),
                 ', '.join(sorted(set(r.split(': ')[-1] for _i, r in stuck)))
@@ -552,23 +625,25 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
                 sum(1 for r in results.values() if r and
                     r.startswith('killed')),
                 len(history.kills), ' '.join(
-                    '%s@%.0fs' % (name, at) for at, name, _s in
-                    history.kills),
+                    '%s@%.0fs[%s]' % (k['node'], k['t'], ','.join(
+                        sorted(set(f.split()[0] for f in k['in_flight']))))
+                    for k in history.kills),
                 len(left), (' (%s)' % ', '.join(
                     '%s/%s %.1f MiB' % (s, n[:8], size / 2.0 ** 20)
                     for s, n, size in left)) if left else '',
                 sum(len(f) for f in staged.values()), len(not_active),
                 recover, bound, stale, counts['conn'], counts['e5xx'],
-                counts['e409']))
+                counts['e409'], counts['cut'], time.monotonic() - run_started,
+                cluster.setup_seconds))
         figures.append(figure)
-        problems = [(i, 'stuck: ' + r) for i, r in stuck]
+        problems = [(i, r) for i, r in stuck]
         problems += [(n.split('.')[0],
                       'orphan %s/%s, %d bytes' % (s, n, size))
                      for s, n, size in left]
         problems += [(f.split('/')[-1].split('.')[0], 'left in %s'
                       % path) for path, files in staged.items()
                      for f in files]
-        detail = report(cluster, history, problems) if problems else ''
+        detail = report(cluster, history, problems)
         reasons = []
         if stuck:
             reasons.append('%d images no careful client could bring to '
