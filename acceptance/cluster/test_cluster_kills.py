@@ -484,16 +484,21 @@ def orphans(cluster, images):
     return sorted(found)
 
 
-def log_lines(cluster, image_id, limit=25):
+# Log lines that say nothing of what became of an image.
+NOISE = re.compile(r'version_negotiation|_format_image|"GET /v2/images/'
+                   r'[0-9a-f-]{36} HTTP')
+
+
+def log_lines(cluster, image_id, limit=30):
+    """Each node's log lines about an image: the first and last ones."""
     lines = []
     for node in cluster.nodes:
         mine = [line for line in node.log_text().splitlines()
-                if image_id in line]
-        lines += ['  %s: %s' % (node.name, line[:300])
-                  for line in mine[:limit]]
+                if image_id in line and not NOISE.search(line)]
         if len(mine) > limit:
-            lines.append('  %s: ... %d more' % (node.name,
-                                                len(mine) - limit))
+            mine = mine[:limit // 2] + ['... %d more ...' % (
+                len(mine) - limit)] + mine[-(limit // 2):]
+        lines += ['  %s: %s' % (node.name, line[:300]) for line in mine]
     return lines
 
 
