@@ -60,12 +60,40 @@ DEFAULT_STALE = 60
 IMAGE_NAME = 'cluster-kills'
 
 
-def stale_after(tree):
-    """Seconds after which a dead node's stage counts as abandoned.
+# The stale time the nodes are given when the patched tree has an option
+# for it (see stale_option), short so that the runs stay short.
+SHORT_STALE = 10
+STALE_OPTION = re.compile(r"cfg\.IntOpt\(\s*'([a-z_]*(?:stale|abandon)"
+                          r"[a-z_]*)'")
 
-    STALE_AFTER in glance/common/staging_records.py of the patched tree,
-    else DEFAULT_STALE.
+
+def stale_option(tree):
+    """The [DEFAULT] option of the patched tree that sets the stale time.
+
+    An integer option of glance/ (tests aside) whose name says stale or
+    abandoned; None if there is none.
     """
+    top = os.path.join(tree, 'glance')
+    for dirpath, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if d != 'tests']
+        for name in sorted(files):
+            if name.endswith('.py'):
+                with open(os.path.join(dirpath, name)) as f:
+                    found = STALE_OPTION.search(f.read())
+                if found:
+                    return found.group(1)
+    return None
+
+
+def stale_after(tree):
+    """Seconds after which a dead node's stage or import is abandoned.
+
+    SHORT_STALE when the tree has an option for it (the test sets it),
+    else STALE_AFTER in glance/common/staging_records.py of the patched
+    tree, else DEFAULT_STALE.
+    """
+    if stale_option(tree):
+        return SHORT_STALE
     path = os.path.join(tree, 'glance', 'common', 'staging_records.py')
     try:
         with open(path) as f:
@@ -75,13 +103,18 @@ def stale_after(tree):
     return int(found.group(1)) if found else DEFAULT_STALE
 
 
-def cluster_options():
+def cluster_options(tree):
     """What the nodes' configuration adds for this scenario.
 
     show_image_direct_url: each image shows the location of its data,
-    which the orphan check compares with the files of the stores.
+    which the orphan check compares with the files of the stores; and
+    the stale time SHORT_STALE when the tree has an option for it.
     """
-    return {'DEFAULT': {'show_image_direct_url': 'true'}}
+    options = {'show_image_direct_url': 'true'}
+    option = stale_option(tree)
+    if option:
+        options[option] = str(SHORT_STALE)
+    return {'DEFAULT': options}
 
 
 class History(object):
@@ -527,7 +560,8 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
     kind = 'shared staging' if shared else 'per-node staging'
     run_started = time.monotonic()
     cluster = make_cluster(request, tmpdir_factory, shared, file_server,
-                           options=cluster_options(),
+                           options=cluster_options(
+                               request.getfixturevalue('glance_tree')),
                            name='kills-%s-seed%d' % (
                                'shared' if shared else 'per-node', seed))
     history = History()
@@ -620,7 +654,7 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
             'load: %d images, %d verified, %d stuck (%s), %d killed; %d '
             'kills (%s); orphans in the stores %d%s; staging/tasks files '
             'left %d; not active at the end %d; recovered %.1f s after '
-            'the restarts (bound %d s, stale %d s); clients saw %d '
+            'the restarts (bound %d s, stale %d s%s); clients saw %d '
             'connection errors, %d 5xx, %d 409, %d cut downloads; run '
             '%.0f s (set-up %.0f s)' % (
                 kind, seed, CLIENTS, SIZES_MIB[0], SIZES_MIB[1], LOAD,
@@ -637,7 +671,10 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
                     '%s/%s %.1f MiB' % (s, n[:8], size / 2.0 ** 20)
                     for s, n, size in left)) if left else '',
                 sum(len(f) for f in staged.values()), len(not_active),
-                recover, bound, stale, counts['conn'], counts['e5xx'],
+                recover, bound, stale,
+                (' by %s' % stale_option(cluster.tree)
+                 if stale_option(cluster.tree) else ''),
+                counts['conn'], counts['e5xx'],
                 counts['e409'], counts['cut'], time.monotonic() - run_started,
                 cluster.setup_seconds))
         figures.append(figure)
