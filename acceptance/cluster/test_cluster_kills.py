@@ -48,8 +48,8 @@ from glance_cluster import make_cluster
 
 CLIENTS = 6
 SIZES_MIB = (1, 16)
-LOAD = 50               # seconds of load (and kills) per run
-KILL_EVERY = (3, 8)     # seconds between kills, random in this range
+LOAD = 40               # seconds of load (and kills) per run
+KILL_EVERY = (2, 6)     # seconds between kills, random in this range
 SEEDS = (1, 2)
 MARGIN = 25             # seconds of recovery beyond the stale time
 REQUEST_TIMEOUT = 30    # seconds for one request of a client
@@ -125,6 +125,7 @@ class History(object):
         self.lock = threading.Lock()
         self.events = []        # (t, image id or None, text)
         self.kills = []         # Kill records, see Killer.run
+        self.restarts = []      # (t, node name, in flight) at the end
 
     def now(self):
         return time.monotonic() - self.started
@@ -540,6 +541,9 @@ def report(cluster, history, problems):
     out = ['kill at %.1f s of %s (started again in %.1f s); in flight: '
            '%s' % (k['t'], k['node'], k['start'], ', '.join(k['in_flight']))
            for k in history.kills]
+    out += ['restart (SIGTERM) at %.1f s of %s; in flight: %s' % (
+        t, name, ', '.join(in_flight))
+        for t, name, in_flight in history.restarts]
     for image_id, what in problems:
         out.append('== image %s: %s' % (image_id, what))
         out += ['  t=%6.1f %s' % (t, text) for t, text in
@@ -586,6 +590,8 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
 
         def restart(node):
             try:
+                history.restarts.append((history.now(), node.name,
+                                         killer.in_flight(node)))
                 node.restart()
             except Exception as exc:
                 errors.append('%s: %s' % (node.name, exc))
