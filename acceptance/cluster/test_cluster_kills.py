@@ -54,6 +54,10 @@ SEEDS = (1, 2)
 MARGIN = 25             # seconds of recovery beyond the stale time
 REQUEST_TIMEOUT = 30    # seconds for one request of a client
 POLL = 0.5              # seconds between two looks at an image
+# Seconds a client waits, after a 202 to its import, for the image to
+# leave 'uploading' before it asks for the import again (the node that
+# accepted it may have died before its task ran).
+ACCEPTED_WAIT = 5
 # The stale time when the patched tree does not say (see stale_after).
 DEFAULT_STALE = 60
 
@@ -174,8 +178,8 @@ class Client(object):
         self.finished_at = None
         self.failures = []      # wrong data and the like
         self.counts = dict(conn=0, e5xx=0, e409=0, other=0, cut=0)
-        # What the client is doing now: (what, image id, entry), or None;
-        # the image it waits for while it is importing.
+        # The request the client is waiting for: (method, path, entry),
+        # or None; the image it waits for while it is importing.
         self.doing = None
         self.importing = None
         self.stop = threading.Event()
@@ -245,17 +249,25 @@ class Client(object):
                 return resp.json()['id']
             self.history.add(None, '%s create via %s: %s' % (
                 name, where, describe(resp)))
-            # The image may exist all the same: look it up by its name.
-            where, resp = self.request('GET', '/v2/images',
-                                       params={'name': name})
-            if not isinstance(resp, Exception) and resp.status_code == 200:
-                found = [i['id'] for i in resp.json()['images']]
-                if found:
-                    for extra in found[1:]:
-                        self.delete(extra)
-                    return found[0]
+            # The image may exist all the same: look it up by its name
+            # before creating it again.
+            found = self.lookup(name)
+            if found:
+                for extra in found[1:]:
+                    self.delete(extra)
+                return found[0]
             self.pause()
         return None
+
+    def lookup(self, name):
+        """The ids of the images named name ([] if out of time)."""
+        while time.monotonic() < self.deadline() and not self.stop.is_set():
+            _where, resp = self.request('GET', '/v2/images',
+                                        params={'name': name})
+            if not isinstance(resp, Exception) and resp.status_code == 200:
+                return [i['id'] for i in resp.json()['images']]
+            self.pause()
+        return []
 
     def one_image(self, n):
         name = '%s-%d-%d' % (IMAGE_NAME, self.index, n)
@@ -292,6 +304,7 @@ class Client(object):
         last_failed = None          # 'stage' or 'import' refused
         importing_since = None
         last_import_ask = 0
+        accepted = None             # when an import was last accepted
         while True:
             if self.stop.is_set():
                 return 'stopped'
@@ -316,6 +329,12 @@ class Client(object):
                 ok = self.stage(image_id, data)
                 last_failed = None if ok else 'stage'
             elif status == 'uploading':
+                if (accepted is not None and
+                        time.monotonic() - accepted < ACCEPTED_WAIT):
+                    # Accepted: the task has not taken the image yet.
+                    self.stop.wait(POLL)
+                    continue
+                accepted = None
                 if last_failed == 'import':
                     ok = self.stage(image_id, data)
                     last_failed = None if ok else 'stage'
@@ -323,10 +342,10 @@ class Client(object):
                     ok = self.import_(image_id)
                     last_failed = None if ok else 'import'
                     if ok:
-                        importing_since = time.monotonic()
-                        last_import_ask = importing_since
+                        accepted = time.monotonic()
             elif status == 'importing':
                 now = time.monotonic()
+                accepted = None
                 if importing_since is None:
                     importing_since = now
                 # The next import may take over one whose node died.
@@ -657,7 +676,8 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
         verified = sum(1 for r in results.values() if r == 'verified')
         figure = (
             'cluster kills (%s, seed %d): %d clients x %d-%d MiB, %d s of '
-            'load: %d images, %d verified, %d stuck (%s), %d killed; %d '
+            'load: %d images, %d verified, %d stuck (%s), %d ended '
+            '"killed"; %d '
             'kills (%s); orphans in the stores %d%s; staging/tasks files '
             'left %d; not active at the end %d; recovered %.1f s after '
             'the restarts (bound %d s, stale %d s%s); clients saw %d '
