@@ -656,10 +656,11 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
                 wrong.append(image['id'])
         staged = settled(lambda: dict(
             (path, files) for path, files in cluster.reserved_files().items()
-            if files), {})
+            if files), {}, timeout=15)
         # What a delete or a start-up clean-up removes in the background
         # is given the time settled() gives.
-        left = settled(lambda: orphans(cluster, project_images(glance)), [])
+        left = settled(lambda: orphans(cluster, project_images(glance)), [],
+                       timeout=15)
         # Each active image's data is all in the store file it names.
         for image in images:
             url = image.get('direct_url') or ''
