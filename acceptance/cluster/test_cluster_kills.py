@@ -9,11 +9,12 @@ downloading it, again and again.  Meanwhile one random node at a time
 is killed with SIGKILL (its whole process group: the parent and its
 workers) at a random instant, every few seconds, and started again.
 
-Then the kills stop, every node is restarted once, and the cluster gets
-a bounded time to recover (the time after which the product counts a
-dead node's stage or import as abandoned, plus a margin): the clients
-go on finishing their images meanwhile, and delete the images they
-could not finish.  At the end:
+Then the kills stop, every node is restarted once (SIGTERM, all three
+together, while the clients go on), and the cluster gets a bounded time
+to recover: the time after which the product counts a dead node's stage
+or import as abandoned (the stale time, see stale_after), plus a margin.
+The clients go on finishing their images meanwhile, and delete the
+images they could not finish.  At the end:
 
 * every image of the project is active with the data its client sent
   (size and checksum) or deleted: an image that no careful client could
@@ -22,11 +23,11 @@ could not finish.  At the end:
 * no file in the operator stores ("fast", "cheap") that no image
   location names ("orphans").
 
-Each run prints one line of figures in the "figures" section.  When a
-run fails, the history of each stuck image and orphan file (what its
-client did and got, the kills, and every node's log lines about it) is
-written next to the cluster's files, kills-report.txt, and its start is
-in the failure message.
+Each run prints one line of figures in the "figures" section, and
+writes kills-report.txt next to its cluster's files: each kill and each
+final restart with what was in flight then, and for each stuck image,
+orphan file or file left in a staging dir what its client did and got
+and every node's log lines about it.  A failure message starts with it.
 """
 
 import hashlib
