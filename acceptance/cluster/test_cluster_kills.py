@@ -68,15 +68,15 @@ IMAGE_NAME = 'cluster-kills'
 # The stale time the nodes are given when the patched tree has an option
 # for it (see stale_option), short so that the runs stay short.
 SHORT_STALE = 10
-STALE_OPTION = re.compile(r"cfg\.IntOpt\(\s*'([a-z_]*(?:stale|abandon)"
-                          r"[a-z_]*)'")
+STALE_OPTION = re.compile(r"cfg\.IntOpt\(\s*'([a-z_]*(?:stale|abandon|"
+                          r"take_?over)[a-z_]*)'")
 
 
 def stale_option(tree):
     """The [DEFAULT] option of the patched tree that sets the stale time.
 
-    An integer option of glance/ (tests aside) whose name says stale or
-    abandoned; None if there is none.
+    An integer option of glance/ (tests aside) whose name says stale,
+    abandoned or take-over; None if there is none.
     """
     top = os.path.join(tree, 'glance')
     for dirpath, dirs, files in os.walk(top):
