@@ -59,6 +59,10 @@ POLL = 0.5              # seconds between two looks at an image
 # leave 'uploading' before it asks for the import again (the node that
 # accepted it may have died before its task ran).
 ACCEPTED_WAIT = 5
+# Seconds an image may stay 'importing' without change before its client
+# asks for the import again (the stale time if shorter): the next import
+# may take over one whose process died.
+IMPORT_PATIENCE = 10
 # The stale time when the patched tree does not say (see stale_after).
 DEFAULT_STALE = 60
 
@@ -157,7 +161,7 @@ class Client(object):
     It stages through a random entry and imports through a random entry,
     and decides what to do next from the image's status: queued, stage
     (again); uploading, import (after a refused import, stage again);
-    importing, wait (and after the stale time without change, ask for
+    importing, wait (and after IMPORT_PATIENCE without change, ask for
     the import again: the next import may take it over); active, check
     the data by downloading it.  Connection errors and 5xx are retried
     after a pause, as are 409s.
@@ -350,8 +354,9 @@ class Client(object):
                 if importing_since is None:
                     importing_since = now
                 # The next import may take over one whose node died.
-                if (now - importing_since > self.stale and
-                        now - last_import_ask > self.stale / 2.0):
+                patience = min(self.stale, IMPORT_PATIENCE)
+                if (now - importing_since > patience and
+                        now - last_import_ask > patience):
                     last_import_ask = now
                     self.import_(image_id)
                 self.stop.wait(POLL)
