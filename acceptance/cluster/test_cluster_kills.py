@@ -516,6 +516,31 @@ class Killer(object):
         return found
 
 
+# What the nodes log when they recover what a dead process left (the
+# figures count them; nothing is asserted of them).
+RECOVERED_IMPORT = re.compile(r'The import of image ([0-9a-f-]{36}) .*'
+                              r'stopped')
+REQUEUED_STAGE = re.compile(r'Image ([0-9a-f-]{36}) is queued again')
+REMOVED_STORE_FILE = re.compile(r'Removed \S+/stores/(?:%s)/' % '|'.join(
+    glance_demo.OPERATOR_STORES))
+
+
+def recoveries(nodes):
+    """(imports recovered, stages queued again, store files removed)."""
+    imports, stages, removed = set(), set(), 0
+    for node in nodes:
+        for line in node.log_text().splitlines():
+            found = RECOVERED_IMPORT.search(line)
+            if found:
+                imports.add(found.group(1))
+            found = REQUEUED_STAGE.search(line)
+            if found:
+                stages.add(found.group(1))
+            if REMOVED_STORE_FILE.search(line):
+                removed += 1
+    return len(imports), len(stages), removed
+
+
 def project_images(glance):
     resp = glance.request('GET', '/v2/images?limit=1000')
     assert resp.status_code == 200, message(resp)
@@ -683,11 +708,14 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
         counts = dict((k, sum(c.counts[k] for c in clients))
                       for k in clients[0].counts)
         verified = sum(1 for r in results.values() if r == 'verified')
+        recovered = recoveries(cluster.nodes)
         figure = (
             'cluster kills (%s, seed %d): %d clients x %d-%d MiB, %d s of '
             'load: %d images, %d verified, %d stuck (%s), %d ended '
             '"killed"; %d '
-            'kills (%s); orphans in the stores %d%s; staging/tasks files '
+            'kills (%s); the nodes logged %d imports recovered, %d stages '
+            'queued again, %d store files removed; orphans in the stores '
+            '%d%s; staging/tasks files '
             'left %d; not active at the end %d; recovered %.1f s after '
             'the restarts (bound %d s, stale %d s%s); clients saw %d '
             'connection errors, %d 5xx, %d 409, %d cut downloads; run '
@@ -702,6 +730,7 @@ def test_nodes_killed_at_random_instants(request, tmpdir_factory,
                     '%s@%.0fs[%s]' % (k['node'], k['t'], ','.join(
                         sorted(set(f.split()[0] for f in k['in_flight']))))
                     for k in history.kills),
+                recovered[0], recovered[1], recovered[2],
                 len(left), (' (%s)' % ', '.join(
                     '%s/%s %.1f MiB' % (s, n[:8], size / 2.0 ** 20)
                     for s, n, size in left)) if left else '',
