@@ -122,6 +122,8 @@ class Node(object):
             sections[store]['filesystem_store_datadir'] = os.path.join(
                 c.base, 'stores', store)
         sections[STAGING]['filesystem_store_datadir'] = self.staging
+        for section, options in c.options.items():
+            sections.setdefault(section, {}).update(options)
         glance_demo.write_config(self.layout, sections, c.tree)
 
     def start(self):
@@ -142,6 +144,19 @@ class Node(object):
         os.killpg(self.server.proc.pid, signal.SIGKILL)
         self.server.proc.wait(WAIT)
         self.server = None
+
+    @property
+    def up(self):
+        return self.server is not None
+
+    def restart(self):
+        """Stop the node (SIGTERM) and start it again."""
+        self.stop()
+        self.start()
+
+    @property
+    def tasks(self):
+        return self.layout.datadirs[TASKS]
 
     def staged(self):
         return glance_demo.list_files(self.staging)
@@ -242,7 +257,12 @@ class Cluster(object):
     """Three nodes, their database and HAProxy; see the module doc."""
 
     def __init__(self, python, tree, base, admin_url, haproxy,
-                 shared_staging, web_port):
+                 shared_staging, web_port, options=None):
+        """A cluster not started yet.
+
+        options: more glance-api.conf options of every node, as
+        {section: {option: value}}.
+        """
         self.python = python
         self.tree = tree
         self.base = base
@@ -251,6 +271,7 @@ class Cluster(object):
         self.db_name = 'glance_cluster_%s' % uuid.uuid4().hex[:12]
         self.db_url = database_url(admin_url, self.db_name)
         self.web_port = web_port
+        self.options = options or {}
         self.nodes = [Node(self, i + 1) for i in range(NODES)]
         self.haproxy = HAProxy(haproxy, base, self.nodes)
         self.setup_seconds = None
@@ -306,6 +327,24 @@ class Cluster(object):
                     found.append((node.name, name))
         return sorted(set(found))
 
+    def store_dir(self, store):
+        """The directory of an operator store, shared by the nodes."""
+        return os.path.join(self.base, 'stores', store)
+
+    def store_files(self):
+        """{operator store: its files}, the nodes' shared stores."""
+        return dict((store, glance_demo.list_files(self.store_dir(store)))
+                    for store in glance_demo.OPERATOR_STORES)
+
+    def reserved_files(self):
+        """{directory: its files} of every staging and tasks dir."""
+        dirs = []
+        for node in self.nodes:
+            for path in (node.staging, node.tasks):
+                if path not in dirs:
+                    dirs.append(path)
+        return dict((path, glance_demo.list_files(path)) for path in dirs)
+
     def delete_all(self, image_ids):
         """Delete the images that are still there (test clean-up)."""
         glance = Glance(self.nodes[0].url) if self.nodes[0].server \
@@ -320,14 +359,17 @@ class Cluster(object):
                    for node in self.nodes)
 
 
-def make_cluster(request, tmpdir_factory, shared_staging, file_server):
+def make_cluster(request, tmpdir_factory, shared_staging, file_server,
+                 options=None, name=None):
     python = request.getfixturevalue('glance_python')
     tree = request.getfixturevalue('glance_tree')
     admin_url = request.getfixturevalue('db_admin_url')
     program = request.getfixturevalue('haproxy')
-    name = 'cluster-shared' if shared_staging else 'cluster-per-node'
+    if name is None:
+        name = 'cluster-shared' if shared_staging else 'cluster-per-node'
     cluster = Cluster(python, tree, str(tmpdir_factory.mktemp(name)),
-                      admin_url, program, shared_staging, file_server.port)
+                      admin_url, program, shared_staging, file_server.port,
+                      options)
     try:
         cluster.start()
     except BaseException:
