@@ -185,22 +185,31 @@ def test_kill_during_an_import(api, figures):
 
     api.start()
     glance = Glance(api.url)
+    # The node starting again ends the import it ran: never neither the
+    # imported image nor the staged data, and nothing of the import that
+    # stopped in the store.
+    wait_until('the image leaving importing',
+               lambda: glance.image(image_id)['status'] != 'importing')
     image = glance.image(image_id)
-    # Never neither: the imported image, or the staged data.
     if image['status'] == 'active':
-        assert image['checksum'] == md5(data)
-        assert glance.download(image_id).content == data
         outcome = 'the import had finished'
     else:
-        assert image['status'] == 'importing'
+        assert image['status'] == 'uploading'
         assert read(staged) == data
-        outcome = ('image importing, staged data intact (%.1f MiB of %d '
-                   'written to the store)'
+        assert not os.path.exists(target)
+        outcome = ('image uploading again, staged data intact, the %.1f '
+                   'MiB of %d written to the store removed'
                    % (written / 2.0 ** 20, SIZE >> 20))
-    # The operator can always delete it cleanly.
+        image, states = glance.import_and_wait(image_id)
+        assert image['status'] == 'active', states
+        outcome += '; imported again'
+    assert image['checksum'] == md5(data)
+    assert glance.download(image_id).content == data
+    # Deleted, it leaves nothing behind.
     assert glance.delete(image_id).status_code == 204
     assert glance.request('GET', '/v2/images/' + image_id).status_code \
         == 404
-    assert staging_files(api.layout) == []
+    assert settled(lambda: staging_files(api.layout), []) == []
+    assert not os.path.exists(target)
     figures.append('SIGKILL during a 256 MiB glance-direct import: %s; '
                    'deleted, staging empty' % outcome)
