@@ -69,9 +69,9 @@ SLOWEST_MBPS = 4                 # below this a run is taken as stuck
 # times faster than writing into memory the host took back: waiting makes
 # every measurement start alike, whatever came just before it.
 SETTLE_SECONDS = 3
-MEMORY_GROWTH_LIMIT_MIB = 64
+MEMORY_GROWTH_LIMIT_MIB = 16
 WARM_UP_SIZE = 8 << 20
-RATIO_TARGET = 0.95
+RATIO_TARGET = 2.0
 LIMIT_FRACTION_TARGET = 0.5
 
 # (key, label, unit, format) of each figure, in table order.
@@ -179,8 +179,8 @@ def format_table(summaries, runs):
     lines = [
         'medians of %d run%s per side; MB = 10^6 bytes; memory: peak '
         'resident memory (VmHWM)' % (runs, '' if runs == 1 else 's'),
-        'of glance-api, summed over its process group (workers = 0: one '
-        'process)',
+        'of glance-api, summed over its process group (workers = 1: the '
+        'parent and its worker)',
     ]
     for summary in summaries:
         med = summary['median']
@@ -207,61 +207,59 @@ def format_table(summaries, runs):
 
 
 def verdicts(summaries):
-    """One verdict per target: [{'target', 'ok', 'text'}]."""
+    """One verdict per target: [{'target', 'ok', 'text'}].
+
+    The throughput targets are checked at the largest size measured, the
+    issue's 1 GiB in the default run; the memory target from the smallest
+    size to the largest.  'ok' is None when a target was not measured.
+    """
     result = []
-    ratios = [(s['label'], s['ratio']['e2e_mbps']) for s in summaries]
-    known = [r for _label, r in ratios if r is not None]
-    ok = bool(known) and len(known) == len(ratios) and \
-        min(known) >= RATIO_TARGET
-    result.append({
-        'target': 'end-to-end patched/unpatched >= %.2f' % RATIO_TARGET,
-        'ok': ok,
-        'text': 'end-to-end patched/unpatched >= %.2f at every size: %s: '
-                '%s' % (RATIO_TARGET, ', '.join(
-                    '%s %s' % (label, '-' if r is None else '%.2f' % r)
-                    for label, r in ratios), 'PASS' if ok else 'FAIL'),
-    })
     by_size = sorted(summaries, key=lambda s: s['size'])
+    big = by_size[-1]
+    r = big['ratio']['e2e_mbps']
+    ok = r is not None and r >= RATIO_TARGET
+    result.append({
+        'target': 'same filesystem: end-to-end patched/unpatched >= %.1f'
+                  % RATIO_TARGET,
+        'ok': ok,
+        'text': 'same filesystem: end-to-end patched/unpatched at %s >= '
+                '%.1f: %s: %s' % (big['label'], RATIO_TARGET,
+                                  '-' if r is None else '%.2f' % r,
+                                  'PASS' if ok else 'FAIL'),
+    })
+    f = big['fraction_of_limit']['patched']
+    ok = f is not None and f >= LIMIT_FRACTION_TARGET
+    result.append({
+        'target': 'same filesystem: patched end-to-end >= %.1f of the '
+                  'limit' % LIMIT_FRACTION_TARGET,
+        'ok': ok,
+        'text': 'same filesystem: patched end-to-end / limit at %s >= '
+                '%.1f: %s: %s' % (big['label'], LIMIT_FRACTION_TARGET,
+                                  '-' if f is None else '%.2f' % f,
+                                  'PASS' if ok else 'FAIL'),
+    })
+    target = 'memory growth < %d MiB' % MEMORY_GROWTH_LIMIT_MIB
     if len(by_size) < 2:
         result.append({
-            'target': 'memory growth < %d MiB' % MEMORY_GROWTH_LIMIT_MIB,
-            'ok': None,
+            'target': target, 'ok': None,
             'text': 'peak memory growth: not measured (one size only)'})
-    else:
-        small, big = by_size[0], by_size[-1]
-        growth = {}
-        for side in SIDES:
-            a = small['median'][side]['peak_rss_mib']
-            b = big['median'][side]['peak_rss_mib']
-            growth[side] = None if a is None or b is None else b - a
-        ok = growth['patched'] is not None and \
-            growth['patched'] < MEMORY_GROWTH_LIMIT_MIB
-        result.append({
-            'target': 'memory growth < %d MiB' % MEMORY_GROWTH_LIMIT_MIB,
-            'ok': ok, 'growth_mib': growth,
-            'text': 'patched glance-api peak memory growth %s -> %s < %d '
-                    'MiB: %s (unpatched %s): %s' % (
-                        small['label'], big['label'],
-                        MEMORY_GROWTH_LIMIT_MIB,
-                        _signed_mib(growth['patched']),
-                        _signed_mib(growth['unpatched']),
-                        'PASS' if ok else 'FAIL'),
-        })
-    fractions = [(s['label'], s['fraction_of_limit']['patched'])
-                 for s in summaries]
-    known = [f for _label, f in fractions if f is not None]
-    ok = bool(known) and len(known) == len(fractions) and \
-        min(known) >= LIMIT_FRACTION_TARGET
+        return result
+    small = by_size[0]
+    growth = {}
+    for side in SIDES:
+        a = small['median'][side]['peak_rss_mib']
+        b = big['median'][side]['peak_rss_mib']
+        growth[side] = None if a is None or b is None else b - a
+    ok = growth['patched'] is not None and \
+        growth['patched'] < MEMORY_GROWTH_LIMIT_MIB
     result.append({
-        'target': 'patched end-to-end >= %.1f of the limit'
-                  % LIMIT_FRACTION_TARGET,
-        'ok': ok,
-        'text': 'patched end-to-end as a fraction of the limit: %s: %s' % (
-            ', '.join('%s %s' % (label, '-' if f is None else '%.2f' % f)
-                      for label, f in fractions),
-            'at least %.1f' % LIMIT_FRACTION_TARGET if ok else
-            'below %.1f: see bench/README.rst for where the time goes'
-            % LIMIT_FRACTION_TARGET),
+        'target': target, 'ok': ok, 'growth_mib': growth,
+        'text': 'patched glance-api peak memory growth %s -> %s < %d '
+                'MiB: %s (unpatched %s): %s' % (
+                    small['label'], big['label'], MEMORY_GROWTH_LIMIT_MIB,
+                    _signed_mib(growth['patched']),
+                    _signed_mib(growth['unpatched']),
+                    'PASS' if ok else 'FAIL'),
     })
     return result
 
@@ -579,6 +577,9 @@ class Side(object):
 
     def sections(self, port):
         sections = glance_demo.config_sections(self.layout, port)
+        # As users run it: a parent and one worker process, not the
+        # demo's single process.
+        sections['DEFAULT']['workers'] = '1'
         if self.name == 'unpatched':
             # Glance 18.0.1 knows no reserved stores: it stages into
             # node_staging_uri and works in [task]/work_dir.
@@ -832,7 +833,7 @@ def bench(args):
         tuple(info['loadavg_end']) + (os.path.relpath(args.json),)))
     for check in checks:
         say('verdict: ' + check['text'])
-    return 0
+    return 1 if any(check['ok'] is False for check in checks) else 0
 
 
 def main(argv):
