@@ -42,6 +42,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -72,6 +73,8 @@ SETTLE_SECONDS = 3
 MEMORY_GROWTH_LIMIT_MIB = 16
 WARM_UP_SIZE = 8 << 20
 RATIO_TARGET = 2.0
+OTHER_FS_RATIO_TARGET = 1.0
+SHM = '/dev/shm'
 LIMIT_FRACTION_TARGET = 0.5
 
 # (key, label, unit, format) of each figure, in table order.
@@ -561,11 +564,14 @@ def measure_limit(data, folder):
 class Side(object):
     """One glance-api to compare: its Python, tree and configuration."""
 
-    def __init__(self, name, python, tree, base):
+    def __init__(self, name, python, tree, base, store_dir=None):
         self.name = name
         self.python = python
         self.tree = tree
         self.layout = glance_demo.Layout(base)
+        if store_dir is not None:
+            # The target store on another filesystem than the staging.
+            self.layout.datadirs[glance_demo.DEFAULT_STORE] = store_dir
         self.template_db = self.layout.db + '.template'
         if name == 'unpatched':
             self.staging = os.path.join(self.layout.base, 'staging')
@@ -767,6 +773,63 @@ def describe(result):
                                result['peak_rss_mib']))
 
 
+def measure_size(sides, data, runs_wanted, limit_folder, label):
+    """Alternate limit, unpatched and patched runs; return the summary."""
+    runs = {'limit': [], 'unpatched': [], 'patched': []}
+    for n in range(1, runs_wanted + 1):
+        time.sleep(SETTLE_SECONDS)
+        limit = measure_limit(data, limit_folder)
+        runs['limit'].append(limit)
+        say('--> %s, run %d/%d: limit %.1f MB/s' % (
+            label, n, runs_wanted, limit['mbps']))
+        for name in SIDES:
+            time.sleep(SETTLE_SECONDS)
+            result = measure_side(sides[name], data)
+            runs[name].append(result)
+            say('    %-9s %s' % (name, describe(result)))
+    summary = summarize(data.size, runs)
+    summary['label'] = label
+    return summary
+
+
+def measure_other_filesystem(args, base, data):
+    """The largest size with the target store on tmpfs, staging on disk."""
+    if not os.path.isdir(SHM):
+        raise BenchError('%s is missing: the target store on another '
+                         'filesystem goes there' % SHM)
+    if shutil.disk_usage(SHM).free < 2 * data.size + 512 * MiB:
+        raise BenchError('not enough free space in %s for %s'
+                         % (SHM, size_label(data.size)))
+    shm = tempfile.mkdtemp(prefix='glance-bench-', dir=SHM)
+    try:
+        sides = {}
+        for name, python, tree in (
+                ('unpatched', args.pristine_python, args.pristine_tree),
+                ('patched', args.patched_python, args.patched_tree)):
+            sides[name] = Side(name, python, tree,
+                               os.path.join(base, name + '-other-fs'),
+                               store_dir=os.path.join(shm, name))
+            sides[name].prepare()
+        return measure_size(sides, data, args.runs, shm, '%s, store on '
+                            'tmpfs' % size_label(data.size))
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
+
+
+def other_filesystem_verdict(summary):
+    r = summary['ratio']['e2e_mbps']
+    ok = r is not None and r >= OTHER_FS_RATIO_TARGET
+    return {
+        'target': 'another filesystem: end-to-end patched/unpatched >= '
+                  '%.1f' % OTHER_FS_RATIO_TARGET,
+        'ok': ok,
+        'text': 'another filesystem: end-to-end patched/unpatched at %s '
+                '>= %.1f: %s: %s' % (summary['label'], OTHER_FS_RATIO_TARGET,
+                                     '-' if r is None else '%.2f' % r,
+                                     'PASS' if ok else 'FAIL'),
+    }
+
+
 def bench(args):
     base = os.path.join(args.build_dir, 'bench')
     data_folder = os.path.join(base, 'data')
@@ -791,25 +854,12 @@ def bench(args):
         say('==> %s: a first run with %s, not measured' % (
             name, size_label(WARM_UP_SIZE)))
         measure_side(sides[name], warm_up)
-    summaries = []
-    for data in datas:
-        label = size_label(data.size)
-        runs = {'limit': [], 'unpatched': [], 'patched': []}
-        for n in range(1, args.runs + 1):
-            time.sleep(SETTLE_SECONDS)
-            limit = measure_limit(data, base)
-            runs['limit'].append(limit)
-            say('--> %s, run %d/%d: limit %.1f MB/s' % (
-                label, n, args.runs, limit['mbps']))
-            for name in SIDES:
-                time.sleep(SETTLE_SECONDS)
-                result = measure_side(sides[name], data)
-                runs[name].append(result)
-                say('    %-9s %s' % (name, describe(result)))
-        summaries.append(summarize(data.size, runs))
+    summaries = [measure_size(sides, data, args.runs, base, size_label(
+        data.size)) for data in datas]
+    other = measure_other_filesystem(args, base, datas[-1])
     info['loadavg_end'] = list(os.getloadavg())
-    table = format_table(summaries, args.runs)
-    checks = verdicts(summaries)
+    table = format_table(summaries + [other], args.runs)
+    checks = verdicts(summaries) + [other_filesystem_verdict(other)]
     report = {
         'generated': datetime.datetime.now().isoformat(timespec='seconds'),
         'machine': info,

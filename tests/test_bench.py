@@ -190,6 +190,16 @@ class TestVerdicts(unittest.TestCase):
         self.assertIn('16 MiB -> 1 GiB', checks[2]['text'])
         self.assertIn('+50.0 MiB', checks[2]['text'])
 
+    def test_other_filesystem_verdict(self):
+        s = summary(G, unpatched=(200, 100, 90), patched=(210, 100, 90))
+        s['label'] = '1 GiB, store on tmpfs'
+        check = bench.other_filesystem_verdict(s)
+        self.assertTrue(check['ok'])
+        self.assertIn('at 1 GiB, store on tmpfs >= 1.0: 1.02: PASS',
+                      check['text'])
+        s = summary(G, unpatched=(200, 100, 90), patched=(190, 100, 90))
+        self.assertFalse(bench.other_filesystem_verdict(s)['ok'])
+
 
 class TestProc(unittest.TestCase):
 
@@ -226,6 +236,21 @@ class TestConfigurations(unittest.TestCase):
         parser.read_string(bench.glance_demo.render_config(
             side.sections(8080)))
         return side, parser
+
+    def test_target_store_on_another_filesystem(self):
+        for name in bench.SIDES:
+            side = bench.Side(name, '/python', '/tree',
+                              os.path.join(self.base, name),
+                              store_dir='/dev/shm/x/' + name)
+            conf = configparser.ConfigParser()
+            conf.read_string(bench.glance_demo.render_config(
+                side.sections(8080)))
+            self.assertEqual('/dev/shm/x/' + name, conf.get(
+                bench.glance_demo.DEFAULT_STORE,
+                'filesystem_store_datadir'))
+            self.assertEqual('/dev/shm/x/' + name, side.store)
+            self.assertIn(side.store, side.data_dirs())
+            self.assertFalse(side.staging.startswith('/dev/shm'))
 
     def test_unpatched_stages_in_node_staging_uri(self):
         side, conf = self.parsed('unpatched')
