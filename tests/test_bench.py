@@ -190,15 +190,16 @@ class TestVerdicts(unittest.TestCase):
         self.assertIn('16 MiB -> 1 GiB', checks[2]['text'])
         self.assertIn('+50.0 MiB', checks[2]['text'])
 
-    def test_other_filesystem_verdict(self):
+    def test_ratio_verdict(self):
         s = summary(G, unpatched=(200, 100, 90), patched=(210, 100, 90))
         s['label'] = '1 GiB, store on tmpfs'
-        check = bench.other_filesystem_verdict(s)
+        check = bench.ratio_verdict('another filesystem', s)
         self.assertTrue(check['ok'])
-        self.assertIn('at 1 GiB, store on tmpfs >= 1.0: 1.02: PASS',
+        self.assertIn('another filesystem: end-to-end patched/unpatched at '
+                      '1 GiB, store on tmpfs >= 1.0: 1.02: PASS',
                       check['text'])
         s = summary(G, unpatched=(200, 100, 90), patched=(190, 100, 90))
-        self.assertFalse(bench.other_filesystem_verdict(s)['ok'])
+        self.assertFalse(bench.ratio_verdict('web-download', s)['ok'])
 
 
 class TestProc(unittest.TestCase):
