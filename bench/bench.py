@@ -20,7 +20,11 @@ glance-direct and polls until the image is active, checks its size,
 checksum and multihash, then deletes it and stops glance-api.  Each side
 first does one small import that is not measured.  The runs alternate
 (limit, unpatched, patched, limit, unpatched, patched, ...), each after a
-short pause.  The medians, the patched/unpatched ratios and the
+short pause.  Then four clients import an image of the smallest size
+at once on one glance-api of each side, and two patched glance-api nodes
+sharing one database compare an import posted to the node that staged
+the data with one posted to the other node, which forwards it.  The
+medians, the patched/unpatched ratios and the
 end-to-end throughput as a fraction of the limit are printed as a table
 and written to ``build/bench.json``; bench/README.rst says more.
 
@@ -29,6 +33,7 @@ ever runs as a separate glance-api process, on 127.0.0.1.
 """
 
 import argparse
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -266,6 +271,72 @@ def verdicts(summaries):
                     'PASS' if ok else 'FAIL'),
     })
     return result
+
+
+# (key, label, unit, format) of the figures of four imports at once and
+# of the forwarded import, in table order.
+CONCURRENT_FIGURES = (
+    ('e2e_mbps', 'aggregate end-to-end', 'MB/s', '%.1f'),
+    ('wall_s', 'wall time', 's', '%.2f'),
+    ('peak_rss_mib', 'peak memory', 'MiB', '%.1f'),
+)
+FORWARD_FIGURES = (
+    ('stage_mbps', 'stage', 'MB/s', '%.1f'),
+    ('import_mbps', 'import', 'MB/s', '%.1f'),
+    ('e2e_mbps', 'end-to-end', 'MB/s', '%.1f'),
+)
+CONCURRENT_IMPORTS = 4
+CONCURRENT_TARGET = 1.0
+FORWARD_TARGET = 0.95
+FORWARD_CASES = ('local', 'forwarded')
+
+
+def summarize_pair(label, size, runs, cases, figures):
+    """Medians of two cases and the ratio cases[1] / cases[0] of each.
+
+    :param runs: {case: [run, ...]}, each run a dict with the figures'
+        keys
+    """
+    med = dict((case, dict((key, median(r.get(key) for r in runs[case]))
+                           for key, _label, _unit, _fmt in figures))
+               for case in cases)
+    return {
+        'label': label,
+        'size': size,
+        'cases': list(cases),
+        'runs': runs,
+        'median': med,
+        'ratio': dict((key, ratio(med[cases[1]][key], med[cases[0]][key]))
+                      for key, _label, _unit, _fmt in figures),
+    }
+
+
+def format_pair(summary, figures):
+    """The table of one summarize_pair result, as lines of text."""
+    old, new = summary['cases']
+    lines = ['', '%-28s %9s %10s %10s' % (summary['label'], old, new,
+                                          'ratio')]
+    for key, label, unit, fmt in figures:
+        lines.append('  %-20s %-5s %s %s %s' % (
+            label, unit, _cell(fmt, summary['median'][old][key], 9),
+            _cell(fmt, summary['median'][new][key], 10),
+            _cell('%.2f', summary['ratio'][key], 10)))
+    lines.append('  ratio = %s / %s' % (new, old))
+    return lines
+
+
+def pair_verdict(case, summary, target):
+    """End-to-end cases[1]/cases[0] of a summarize_pair result >= target."""
+    old, new = summary['cases']
+    r = summary['ratio']['e2e_mbps']
+    ok = r is not None and r >= target
+    return {
+        'target': '%s: end-to-end %s/%s >= %.2f' % (case, new, old, target),
+        'ok': ok,
+        'text': '%s: end-to-end %s/%s at %s >= %.2f: %s: %s' % (
+            case, new, old, summary['label'], target,
+            '-' if r is None else '%.2f' % r, 'PASS' if ok else 'FAIL'),
+    }
 
 
 def _signed_mib(value):
@@ -571,6 +642,10 @@ class Side(object):
     def __init__(self, name, python, tree, base, store_dir=None):
         self.name = name
         self.web_port = None
+        # A node of a two-node cluster: the URL the other node reaches it
+        # at, and the database file it shares (None: its own).
+        self.self_url = None
+        self.db_path = None
         self.python = python
         self.tree = tree
         self.layout = glance_demo.Layout(base)
@@ -592,6 +667,11 @@ class Side(object):
         # As users run it: a parent and one worker process, not the
         # demo's single process.
         sections['DEFAULT']['workers'] = '1'
+        if self.self_url is not None:
+            sections['DEFAULT']['worker_self_reference_url'] = self.self_url
+        if self.db_path is not None:
+            sections['database'] = {'connection': 'sqlite:///' +
+                                    self.db_path}
         if self.name == 'unpatched':
             # Glance 18.0.1 knows no reserved stores: it stages into
             # node_staging_uri and works in [task]/work_dir.
@@ -745,7 +825,7 @@ def check_free_space(folder, sizes, data_folder):
             need += size
     # At most, beside the image files: the limit's copy, or the staged
     # data and the imported image.
-    need += 2 * max(sizes)
+    need += max(2 * max(sizes), 2 * CONCURRENT_IMPORTS * min(sizes))
     free = shutil.disk_usage(folder).free
     if free < need:
         raise BenchError(
@@ -872,6 +952,212 @@ def ratio_verdict(case, summary, target=1.0):
     }
 
 
+@contextlib.contextmanager
+def guarded_run(label, apis, logs, timeout):
+    """Bound a run that starts the glance-api nodes apis; stop them after.
+
+    Past timeout seconds a watchdog kills their process groups; a failure
+    names the logs.
+    """
+    expired = threading.Event()
+
+    def expire():
+        expired.set()
+        for api in apis:
+            if api.proc is not None and api.proc.poll() is None:
+                try:
+                    os.killpg(api.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield
+    except Exception as exc:
+        if expired.is_set():
+            raise BenchError('%s: the run took more than %d s (%s); '
+                             'glance-api logs: %s' % (
+                                 label, timeout, exc,
+                                 ', '.join(map(os.path.relpath, logs))))
+        if isinstance(exc, (BenchError, glance_demo.DemoError)):
+            raise BenchError('%s: %s\n%s' % (label, exc, '\n'.join(
+                'last lines of %s:\n%s' % (os.path.relpath(log),
+                                            glance_demo.tail(log, 15))
+                for log in logs)))
+        raise
+    finally:
+        watchdog.cancel()
+        for api in apis:
+            api.stop()
+
+
+def measure_concurrent(side, data, count=CONCURRENT_IMPORTS):
+    """One glance-api; count clients stage and import an image each."""
+    port = glance_demo.free_port()
+    side.reset(port)
+    api = BenchApi(side.python, side.layout, port)
+    timeout = run_timeout(count * data.size)
+    memory = None
+    try:
+        with guarded_run(side.name, [api], [side.layout.log], timeout):
+            start = time.monotonic()
+            deadline = start + timeout
+            api.start(STARTUP_TIMEOUT)
+            startup = time.monotonic() - start
+            memory = PeakMemory(api.proc.pid).start()
+            client = Client(port)
+            image_ids = [client.create_image()['id'] for _ in range(count)]
+            go = threading.Barrier(count + 1, timeout=60)
+            images, ended, errors = {}, {}, []
+
+            def one(image_id):
+                try:
+                    go.wait()
+                    client.stage(image_id, data.path, data.size)
+                    since = client.image(image_id)['updated_at']
+                    client.import_image(image_id)
+                    images[image_id] = client.wait_active(image_id, since,
+                                                          deadline)
+                    ended[image_id] = time.monotonic()
+                except Exception as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=one, args=(i,), daemon=True,
+                                        name='bench-client')
+                       for i in image_ids]
+            for thread in threads:
+                thread.start()
+            go.wait()
+            t0 = time.monotonic()
+            for thread in threads:
+                thread.join(max(1, deadline - time.monotonic() + 30))
+            if errors:
+                raise errors[0]
+            if len(images) != count:
+                raise BenchError('%d of %d imports did not end' % (
+                    count - len(images), count))
+            wall = max(ended.values()) - t0
+            peak_kib = memory.stop()
+            for image_id in image_ids:
+                check_image(side, images[image_id], data)
+                client.delete(image_id)
+    finally:
+        if memory is not None:
+            memory.stop()
+        side.clear()
+    return {
+        'startup_s': startup,
+        'wall_s': wall,
+        'e2e_mbps': mbps(count * data.size, wall),
+        'peak_rss_mib': peak_kib / 1024.0,
+    }
+
+
+def measure_forward(node_a, node_b, data, forwarded):
+    """Two patched nodes; stage on A, import on B (forwarded) or A."""
+    port_a = glance_demo.free_port()
+    port_b = glance_demo.free_port()
+    while port_b == port_a:
+        port_b = glance_demo.free_port()
+    node_a.self_url = 'http://127.0.0.1:%d' % port_a
+    node_b.self_url = 'http://127.0.0.1:%d' % port_b
+    node_b.db_path = node_a.layout.db
+    node_a.reset(port_a)
+    node_b.reset(port_b)
+    api_a = BenchApi(node_a.python, node_a.layout, port_a)
+    api_b = BenchApi(node_b.python, node_b.layout, port_b)
+    timeout = STARTUP_TIMEOUT + run_timeout(data.size)
+    case = 'forwarded' if forwarded else 'local'
+    try:
+        with guarded_run(case, [api_a, api_b],
+                         [node_a.layout.log, node_b.layout.log], timeout):
+            deadline = time.monotonic() + timeout
+            api_a.start(STARTUP_TIMEOUT)
+            api_b.start(STARTUP_TIMEOUT)
+            client_a, client_b = Client(port_a), Client(port_b)
+            image_id = client_a.create_image()['id']
+            t0 = time.monotonic()
+            client_a.stage(image_id, data.path, data.size)
+            t1 = time.monotonic()
+            since = client_a.image(image_id)['updated_at']
+            t2 = time.monotonic()
+            (client_b if forwarded else client_a).import_image(image_id)
+            image = client_a.wait_active(image_id, since, deadline)
+            t3 = time.monotonic()
+            check_image(node_a, image, data)
+            passed = forward_lines(node_b.layout.log, image_id)
+            if passed != (1 if forwarded else 0):
+                raise BenchError('node B logged %d forwarded imports of '
+                                 '%s, not %d' % (passed, image_id,
+                                                 1 if forwarded else 0))
+            if glance_demo.list_files(node_b.staging):
+                raise BenchError('node B staged data: %s' % ', '.join(
+                    glance_demo.list_files(node_b.staging)))
+            client_a.delete(image_id)
+    finally:
+        node_a.clear()
+        node_b.clear()
+    return {
+        'stage_mbps': mbps(data.size, t1 - t0),
+        'import_mbps': mbps(data.size, t3 - t2),
+        'e2e_mbps': mbps(data.size, (t1 - t0) + (t3 - t2)),
+    }
+
+
+def forward_lines(log, image_id):
+    """How many times a node's log says it passed the image's import on."""
+    pattern = re.compile(r'Passing the import of image %s to ' % image_id)
+    try:
+        with open(log, errors='replace') as f:
+            return sum(1 for line in f if pattern.search(line))
+    except FileNotFoundError:
+        return 0
+
+
+def measure_concurrency(sides, data, runs_wanted):
+    """Four imports at once on each side, alternating; the summary."""
+    label = '%d x %s at once' % (CONCURRENT_IMPORTS, size_label(data.size))
+    runs = {'unpatched': [], 'patched': []}
+    for n in range(1, runs_wanted + 1):
+        say('--> %s, run %d/%d' % (label, n, runs_wanted))
+        for name in SIDES:
+            time.sleep(SETTLE_SECONDS)
+            result = measure_concurrent(sides[name], data)
+            runs[name].append(result)
+            say('    %-9s wall %.2f s, aggregate %.1f MB/s, peak %.1f MiB'
+                % (name, result['wall_s'], result['e2e_mbps'],
+                   result['peak_rss_mib']))
+    return summarize_pair(label, data.size, runs, SIDES, CONCURRENT_FIGURES)
+
+
+def measure_forwarding(args, base, data, warm_up):
+    """Local against forwarded imports in a two-node patched cluster."""
+    nodes = [Side('patched', args.patched_python, args.patched_tree,
+                  os.path.join(base, 'cluster-' + name))
+             for name in ('a', 'b')]
+    for node in nodes:
+        node.prepare()
+    say('==> two-node cluster: a forwarded run with %s, not measured'
+        % size_label(warm_up.size))
+    measure_forward(nodes[0], nodes[1], warm_up, True)
+    label = '%s, two nodes' % size_label(data.size)
+    runs = {'local': [], 'forwarded': []}
+    for n in range(1, args.runs + 1):
+        say('--> %s, run %d/%d' % (label, n, args.runs))
+        for case in FORWARD_CASES:
+            time.sleep(SETTLE_SECONDS)
+            result = measure_forward(nodes[0], nodes[1], data,
+                                     case == 'forwarded')
+            runs[case].append(result)
+            say('    %-9s stage %.1f, import %.1f, end-to-end %.1f MB/s' % (
+                case, result['stage_mbps'], result['import_mbps'],
+                result['e2e_mbps']))
+    return summarize_pair(label, data.size, runs, FORWARD_CASES,
+                          FORWARD_FIGURES)
+
+
 def bench(args):
     base = os.path.join(args.build_dir, 'bench')
     data_folder = os.path.join(base, 'data')
@@ -905,11 +1191,18 @@ def bench(args):
         web_summary = measure_size(sides, datas[-1], args.runs, base,
                                    '%s, web-download' % size_label(
                                        datas[-1].size), web)
+    concurrent = measure_concurrency(sides, datas[0], args.runs)
+    forwarding = measure_forwarding(args, base, datas[-1], warm_up)
     info['loadavg_end'] = list(os.getloadavg())
-    table = format_table(summaries + [other, web_summary], args.runs)
+    table = '\n'.join(
+        [format_table(summaries + [other, web_summary], args.runs)] +
+        format_pair(concurrent, CONCURRENT_FIGURES) +
+        format_pair(forwarding, FORWARD_FIGURES))
     checks = verdicts(summaries) + [
         ratio_verdict('another filesystem', other),
-        ratio_verdict('web-download', web_summary)]
+        ratio_verdict('web-download', web_summary),
+        pair_verdict('four at once', concurrent, CONCURRENT_TARGET),
+        pair_verdict('forwarded', forwarding, FORWARD_TARGET)]
     report = {
         'generated': datetime.datetime.now().isoformat(timespec='seconds'),
         'machine': info,
@@ -922,6 +1215,8 @@ def bench(args):
         'sizes': summaries,
         'other_filesystem': other,
         'web_download': web_summary,
+        'four_at_once': concurrent,
+        'forwarded': forwarding,
         'table': table,
         'verdicts': checks,
     }

@@ -202,6 +202,62 @@ class TestVerdicts(unittest.TestCase):
         self.assertFalse(bench.ratio_verdict('web-download', s)['ok'])
 
 
+def pair(cases, old, new, figures, label='x'):
+    runs = {cases[0]: [dict((key, v) for key, *_ in figures) for v in old],
+            cases[1]: [dict((key, v) for key, *_ in figures) for v in new]}
+    return bench.summarize_pair(label, G, runs, cases, figures)
+
+
+class TestPairs(unittest.TestCase):
+
+    def test_medians_and_ratio_of_two_cases(self):
+        s = pair(bench.SIDES, [100, 80, 90], [95, 300, 99],
+                 bench.CONCURRENT_FIGURES)
+        self.assertEqual(90, s['median']['unpatched']['e2e_mbps'])
+        self.assertEqual(99, s['median']['patched']['e2e_mbps'])
+        self.assertAlmostEqual(1.1, s['ratio']['e2e_mbps'])
+        self.assertEqual(['unpatched', 'patched'], s['cases'])
+
+    def test_four_at_once_verdict(self):
+        s = pair(bench.SIDES, [100, 100, 100], [100, 101, 99],
+                 bench.CONCURRENT_FIGURES, '4 x 256 MiB at once')
+        check = bench.pair_verdict('four at once', s,
+                                   bench.CONCURRENT_TARGET)
+        self.assertTrue(check['ok'])
+        self.assertEqual('four at once: end-to-end patched/unpatched at '
+                         '4 x 256 MiB at once >= 1.00: 1.00: PASS',
+                         check['text'])
+        s = pair(bench.SIDES, [100] * 3, [99] * 3, bench.CONCURRENT_FIGURES)
+        self.assertFalse(bench.pair_verdict(
+            'four at once', s, bench.CONCURRENT_TARGET)['ok'])
+
+    def test_forwarded_within_five_percent_of_local(self):
+        cases = bench.FORWARD_CASES
+        for forwarded, ok in ((95.0, True), (94.9, False), (120.0, True)):
+            s = pair(cases, [100] * 3, [forwarded] * 3,
+                     bench.FORWARD_FIGURES, '1 GiB, two nodes')
+            check = bench.pair_verdict('forwarded', s, bench.FORWARD_TARGET)
+            self.assertEqual(ok, check['ok'], forwarded)
+        self.assertIn('forwarded: end-to-end forwarded/local at 1 GiB, two '
+                      'nodes >= 0.95: 1.20: PASS', check['text'])
+
+    def test_a_case_not_measured_fails(self):
+        s = pair(bench.FORWARD_CASES, [100], [None], bench.FORWARD_FIGURES)
+        check = bench.pair_verdict('forwarded', s, bench.FORWARD_TARGET)
+        self.assertFalse(check['ok'])
+        self.assertIn(': -: FAIL', check['text'])
+
+    def test_pair_table(self):
+        s = pair(bench.FORWARD_CASES, [100] * 3, [98] * 3,
+                 bench.FORWARD_FIGURES, '1 GiB, two nodes')
+        lines = bench.format_pair(s, bench.FORWARD_FIGURES)
+        self.assertEqual(['1', 'GiB,', 'two', 'nodes', 'local', 'forwarded',
+                          'ratio'], lines[1].split())
+        row = [line for line in lines if 'end-to-end' in line][0]
+        self.assertEqual(['100.0', '98.0', '0.98'], row.split()[2:])
+        self.assertEqual('  ratio = forwarded / local', lines[-1])
+
+
 class TestProc(unittest.TestCase):
 
     def test_vm_hwm(self):
@@ -285,6 +341,30 @@ class TestConfigurations(unittest.TestCase):
                              patched.get('DEFAULT', option))
         self.assertEqual('127.0.0.1', patched.get('DEFAULT', 'bind_host'))
         self.assertEqual('1', patched.get('DEFAULT', 'workers'))
+
+    def test_a_cluster_node(self):
+        side = bench.Side('patched', '/python', '/tree',
+                          os.path.join(self.base, 'b'))
+        side.self_url = 'http://127.0.0.1:9999'
+        side.db_path = '/x/a.sqlite'
+        conf = configparser.ConfigParser()
+        conf.read_string(bench.glance_demo.render_config(side.sections(9999)))
+        self.assertEqual('http://127.0.0.1:9999',
+                         conf.get('DEFAULT', 'worker_self_reference_url'))
+        self.assertEqual('sqlite:////x/a.sqlite',
+                         conf.get('database', 'connection'))
+        _side, alone = self.parsed('patched')
+        self.assertFalse(alone.has_option('DEFAULT',
+                                          'worker_self_reference_url'))
+
+    def test_forwarded_imports_are_counted_in_the_log(self):
+        log = os.path.join(self.base, 'glance-api.log')
+        self.assertEqual(0, bench.forward_lines(log, 'abc'))
+        with open(log, 'w') as f:
+            f.write('INFO Passing the import of image abc to http://x, '
+                    'the node holding its staged data\n'
+                    'INFO Passing the import of image abd to http://x\n')
+        self.assertEqual(1, bench.forward_lines(log, 'abc'))
 
     def test_clear_empties_every_data_directory(self):
         side = bench.Side('unpatched', '/python', '/tree',
