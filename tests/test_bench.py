@@ -150,36 +150,112 @@ class TestVerdicts(unittest.TestCase):
     def test_all_targets_met(self):
         small = summary(256 * M, limit=100.0, unpatched=(200, 100, 90),
                         patched=(200, 100, 90))
-        big = summary(G, limit=100.0, unpatched=(200, 100, 100),
-                      patched=(200, 100, 120))
+        big = summary(G, limit=100.0, unpatched=(100, 50, 100),
+                      patched=(210, 105, 105))
         checks = bench.verdicts([small, big])
         self.assertEqual([True, True, True], [c['ok'] for c in checks])
-        self.assertIn('256 MiB 1.00, 1 GiB 1.00: PASS', checks[0]['text'])
-        self.assertIn('+30.0 MiB (unpatched +10.0 MiB): PASS',
-                      checks[1]['text'])
-        self.assertIn('at least 0.5', checks[2]['text'])
+        self.assertIn('at 1 GiB >= 2.0: 2.10: PASS', checks[0]['text'])
+        self.assertIn('>= 0.5', checks[1]['text'])
+        self.assertIn('PASS', checks[1]['text'])
+        self.assertIn('+15.0 MiB (unpatched +10.0 MiB): PASS',
+                      checks[2]['text'])
 
     def test_targets_missed(self):
         small = summary(256 * M, unpatched=(200, 100, 90),
                         patched=(100, 50, 90))
-        big = summary(G, unpatched=(200, 100, 90), patched=(200, 100, 160))
+        big = summary(G, unpatched=(200, 100, 90), patched=(200, 100, 106))
         checks = bench.verdicts([small, big])
         self.assertEqual([False, False, False], [c['ok'] for c in checks])
-        self.assertIn('256 MiB 0.50, 1 GiB 1.00: FAIL', checks[0]['text'])
-        self.assertIn('+70.0 MiB', checks[1]['text'])
-        self.assertIn('below 0.5', checks[2]['text'])
+        self.assertIn('at 1 GiB >= 2.0: 1.00: FAIL', checks[0]['text'])
+        self.assertIn('FAIL', checks[1]['text'])
+        self.assertIn('+16.0 MiB', checks[2]['text'])
+
+    def test_throughput_is_judged_at_the_largest_size(self):
+        big = summary(G, unpatched=(100, 50, 90), patched=(220, 110, 90))
+        small = summary(16 * M, unpatched=(200, 100, 90),
+                        patched=(100, 50, 90))
+        checks = bench.verdicts([big, small])
+        self.assertTrue(checks[0]['ok'])
+        self.assertIn('at 1 GiB', checks[0]['text'])
 
     def test_memory_growth_needs_two_sizes(self):
         checks = bench.verdicts([summary(G)])
-        self.assertIsNone(checks[1]['ok'])
-        self.assertIn('one size only', checks[1]['text'])
+        self.assertIsNone(checks[2]['ok'])
+        self.assertIn('one size only', checks[2]['text'])
 
     def test_memory_growth_goes_from_smallest_to_largest(self):
         big = summary(G, patched=(200, 100, 150))
         small = summary(16 * M, patched=(200, 100, 100))
         checks = bench.verdicts([big, small])
-        self.assertIn('16 MiB -> 1 GiB', checks[1]['text'])
-        self.assertIn('+50.0 MiB', checks[1]['text'])
+        self.assertIn('16 MiB -> 1 GiB', checks[2]['text'])
+        self.assertIn('+50.0 MiB', checks[2]['text'])
+
+    def test_ratio_verdict(self):
+        s = summary(G, unpatched=(200, 100, 90), patched=(210, 100, 90))
+        s['label'] = '1 GiB, store on tmpfs'
+        check = bench.ratio_verdict('another filesystem', s)
+        self.assertTrue(check['ok'])
+        self.assertIn('another filesystem: end-to-end patched/unpatched at '
+                      '1 GiB, store on tmpfs >= 1.0: 1.02: PASS',
+                      check['text'])
+        s = summary(G, unpatched=(200, 100, 90), patched=(190, 100, 90))
+        self.assertFalse(bench.ratio_verdict('web-download', s)['ok'])
+
+
+def pair(cases, old, new, figures, label='x'):
+    runs = {cases[0]: [dict((key, v) for key, *_ in figures) for v in old],
+            cases[1]: [dict((key, v) for key, *_ in figures) for v in new]}
+    return bench.summarize_pair(label, G, runs, cases, figures)
+
+
+class TestPairs(unittest.TestCase):
+
+    def test_medians_and_ratio_of_two_cases(self):
+        s = pair(bench.SIDES, [100, 80, 90], [95, 300, 99],
+                 bench.CONCURRENT_FIGURES)
+        self.assertEqual(90, s['median']['unpatched']['e2e_mbps'])
+        self.assertEqual(99, s['median']['patched']['e2e_mbps'])
+        self.assertAlmostEqual(1.1, s['ratio']['e2e_mbps'])
+        self.assertEqual(['unpatched', 'patched'], s['cases'])
+
+    def test_four_at_once_verdict(self):
+        s = pair(bench.SIDES, [100, 100, 100], [100, 101, 99],
+                 bench.CONCURRENT_FIGURES, '4 x 256 MiB at once')
+        check = bench.pair_verdict('four at once', s,
+                                   bench.CONCURRENT_TARGET)
+        self.assertTrue(check['ok'])
+        self.assertEqual('four at once: end-to-end patched/unpatched at '
+                         '4 x 256 MiB at once >= 1.00: 1.00: PASS',
+                         check['text'])
+        s = pair(bench.SIDES, [100] * 3, [99] * 3, bench.CONCURRENT_FIGURES)
+        self.assertFalse(bench.pair_verdict(
+            'four at once', s, bench.CONCURRENT_TARGET)['ok'])
+
+    def test_forwarded_within_five_percent_of_local(self):
+        cases = bench.FORWARD_CASES
+        for forwarded, ok in ((95.0, True), (94.9, False), (120.0, True)):
+            s = pair(cases, [100] * 3, [forwarded] * 3,
+                     bench.FORWARD_FIGURES, '1 GiB, two nodes')
+            check = bench.pair_verdict('forwarded', s, bench.FORWARD_TARGET)
+            self.assertEqual(ok, check['ok'], forwarded)
+        self.assertIn('forwarded: end-to-end forwarded/local at 1 GiB, two '
+                      'nodes >= 0.95: 1.20: PASS', check['text'])
+
+    def test_a_case_not_measured_fails(self):
+        s = pair(bench.FORWARD_CASES, [100], [None], bench.FORWARD_FIGURES)
+        check = bench.pair_verdict('forwarded', s, bench.FORWARD_TARGET)
+        self.assertFalse(check['ok'])
+        self.assertIn(': -: FAIL', check['text'])
+
+    def test_pair_table(self):
+        s = pair(bench.FORWARD_CASES, [100] * 3, [98] * 3,
+                 bench.FORWARD_FIGURES, '1 GiB, two nodes')
+        lines = bench.format_pair(s, bench.FORWARD_FIGURES)
+        self.assertEqual(['1', 'GiB,', 'two', 'nodes', 'local', 'forwarded',
+                          'ratio'], lines[1].split())
+        row = [line for line in lines if 'end-to-end' in line][0]
+        self.assertEqual(['100.0', '98.0', '0.98'], row.split()[2:])
+        self.assertEqual('  ratio = forwarded / local', lines[-1])
 
 
 class TestProc(unittest.TestCase):
@@ -218,6 +294,21 @@ class TestConfigurations(unittest.TestCase):
             side.sections(8080)))
         return side, parser
 
+    def test_target_store_on_another_filesystem(self):
+        for name in bench.SIDES:
+            side = bench.Side(name, '/python', '/tree',
+                              os.path.join(self.base, name),
+                              store_dir='/dev/shm/x/' + name)
+            conf = configparser.ConfigParser()
+            conf.read_string(bench.glance_demo.render_config(
+                side.sections(8080)))
+            self.assertEqual('/dev/shm/x/' + name, conf.get(
+                bench.glance_demo.DEFAULT_STORE,
+                'filesystem_store_datadir'))
+            self.assertEqual('/dev/shm/x/' + name, side.store)
+            self.assertIn(side.store, side.data_dirs())
+            self.assertFalse(side.staging.startswith('/dev/shm'))
+
     def test_unpatched_stages_in_node_staging_uri(self):
         side, conf = self.parsed('unpatched')
         for store in bench.glance_demo.RESERVED_STORES:
@@ -249,6 +340,31 @@ class TestConfigurations(unittest.TestCase):
             self.assertEqual(unpatched.get('DEFAULT', option),
                              patched.get('DEFAULT', option))
         self.assertEqual('127.0.0.1', patched.get('DEFAULT', 'bind_host'))
+        self.assertEqual('1', patched.get('DEFAULT', 'workers'))
+
+    def test_a_cluster_node(self):
+        side = bench.Side('patched', '/python', '/tree',
+                          os.path.join(self.base, 'b'))
+        side.self_url = 'http://127.0.0.1:9999'
+        side.db_path = '/x/a.sqlite'
+        conf = configparser.ConfigParser()
+        conf.read_string(bench.glance_demo.render_config(side.sections(9999)))
+        self.assertEqual('http://127.0.0.1:9999',
+                         conf.get('DEFAULT', 'worker_self_reference_url'))
+        self.assertEqual('sqlite:////x/a.sqlite',
+                         conf.get('database', 'connection'))
+        _side, alone = self.parsed('patched')
+        self.assertFalse(alone.has_option('DEFAULT',
+                                          'worker_self_reference_url'))
+
+    def test_forwarded_imports_are_counted_in_the_log(self):
+        log = os.path.join(self.base, 'glance-api.log')
+        self.assertEqual(0, bench.forward_lines(log, 'abc'))
+        with open(log, 'w') as f:
+            f.write('INFO Passing the import of image abc to http://x, '
+                    'the node holding its staged data\n'
+                    'INFO Passing the import of image abd to http://x\n')
+        self.assertEqual(1, bench.forward_lines(log, 'abc'))
 
     def test_clear_empties_every_data_directory(self):
         side = bench.Side('unpatched', '/python', '/tree',
