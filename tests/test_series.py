@@ -661,7 +661,10 @@ class TestTestArguments(unittest.TestCase):
         self.mod = load_series()
 
     def parse(self, *args):
-        return self.mod.parse_test_args(list(args))
+        job, unit, functional, skipped = self.mod.parse_test_args(
+            list(args))
+        self.assertEqual(set(), skipped)
+        return job, unit, functional
 
     def test_default_is_every_job_on_every_python(self):
         everything = ['2.7', '3.6', '3.7']
@@ -689,8 +692,18 @@ class TestTestArguments(unittest.TestCase):
         self.assertEqual(('all', ['2.7', '3.6', '3.7'], ['2.7', '3.7']),
                          self.parse('--functional-python', '2.7,3.7'))
 
+    def test_skip_leaves_jobs_out_of_a_run_of_all(self):
+        self.assertEqual(
+            ('all', ['2.7', '3.6', '3.7'], ['2.7', '3.7'],
+             {'bisect', 'forward'}),
+            self.mod.parse_test_args(['--functional-python', '2.7,3.7',
+                                      '--skip', 'bisect',
+                                      '--skip=forward']))
+
     def test_bad_arguments_are_refused_with_the_usage(self):
         for args in (['unit', '--python', '3.8'], ['unit', '--python'],
+                     ['--skip', 'lint'], ['--skip', 'all'], ['--skip'],
+                     ['unit', '--skip', 'bisect'], ['--skip', ','],
                      ['pep8', '--python', '2.7'], ['lint'],
                      ['unit', 'functional'], ['--python', ','],
                      ['unit', '--functional-python', '2.7']):
