@@ -26,6 +26,7 @@ import time
 import glance_demo
 from glance_http import Glance
 from glance_http import md5
+from glance_http import settled
 
 CLIENTS = 20
 SIZE = 16 << 20
@@ -96,16 +97,10 @@ def test_concurrent_clients_all_import_and_staging_ends_empty(
         pool.shutdown(wait=False)
 
     datadirs = layout.datadirs
-    # An import's task lets its lock in the staging store go in the step
-    # after the one that makes the image active, as the task's own status
-    # comes after it: give the last imports' tasks a moment to end.
-    settle = time.monotonic() + SETTLE
-    while True:
-        staging = glance_demo.list_files(
-            datadirs[glance_demo.STAGING_STORE])
-        if not staging or time.monotonic() > settle:
-            break
-        time.sleep(0.2)
+    # glance-api shows an image active a step before the import's task
+    # lets its lock in the staging store go (see settled).
+    staging = settled(lambda: glance_demo.list_files(
+        datadirs[glance_demo.STAGING_STORE]), [], timeout=SETTLE)
     tasks = glance_demo.list_files(datadirs[glance_demo.TASKS_STORE])
     stored = glance_demo.list_files(datadirs[glance_demo.DEFAULT_STORE])
     slowest = max([seconds for _id, seconds in done] or [0])

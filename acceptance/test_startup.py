@@ -181,7 +181,7 @@ def test_unset_reserved_store_gets_its_default_directory(refusal, tmpdir,
         assert os.listdir(staging) == [image_id]
         image, seen = glance.import_and_wait(image_id, store='cheap')
         assert image['status'] == 'active', seen
-        assert os.listdir(staging) == []
+        assert glance_http.settled(lambda: os.listdir(staging), []) == []
         assert os.listdir(layout.datadirs['cheap']) == [image_id]
     finally:
         api.stop()

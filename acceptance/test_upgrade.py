@@ -31,6 +31,7 @@ import pytest
 import glance_demo
 from glance_http import Glance
 from glance_http import md5
+from glance_http import settled
 
 STAGING = glance_demo.STAGING_STORE
 TASKS = glance_demo.TASKS_STORE
@@ -184,7 +185,8 @@ def test_staged_data_is_imported_after_the_upgrade(upgraded, figures):
                 'into the staging store'
                 % (os.path.join(upgraded.old_staging, image_id), image_id)
                 ) in upgraded.log(), name
-    assert glance_demo.list_files(upgraded.layout.datadirs[STAGING]) == []
+    assert settled(lambda: glance_demo.list_files(
+        upgraded.layout.datadirs[STAGING]), []) == []
     figures.append('upgrade: %d images staged before it (one of %d MiB) '
                    'imported at once after it, data moved out of '
                    'node_staging_uri' % (CONCURRENT, SIZE >> 20))
