@@ -8,8 +8,10 @@ import contextlib
 import io
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -274,6 +276,34 @@ class TestProc(unittest.TestCase):
         self.assertIn(os.getpid(), bench.group_pids(os.getpgrp()))
         self.assertGreater(bench.read_vm_hwm(os.getpid()), 0)
         self.assertIsNone(bench.read_vm_hwm(-1))
+
+    @unittest.skipUnless(os.path.isdir('/proc/self'), 'needs /proc')
+    def test_sampling_waits_for_the_start_up_clean_up(self):
+        base = tempfile.mkdtemp(prefix='bench-test-')
+        self.addCleanup(shutil.rmtree, base, True)
+        layout = bench.glance_demo.Layout(base)
+        api = bench.BenchApi('/python', layout, 8080)
+        # No clean-up logged (18.0.1): no wait.
+        with open(layout.log, 'w') as f:
+            f.write('INFO glance.common.wsgi [-] Started child 1\n')
+        api.wait_for_cleanup(timeout=1)
+        cleanup = subprocess.Popen(['sleep', '0.5'])
+        with open(layout.log, 'a') as f:
+            f.write('INFO glance.common.wsgi [-] Removing the orphans of '
+                    'the reserved stores in process %d\n' % cleanup.pid)
+        # It waits for that process to end (a zombie holds no memory).
+        started = time.monotonic()
+        api.wait_for_cleanup(timeout=10)
+        self.assertGreater(time.monotonic() - started, 0.3)
+        self.assertIsNotNone(cleanup.poll())
+        hung = subprocess.Popen(['sleep', '30'])
+        self.addCleanup(hung.kill)
+        with open(layout.log, 'a') as f:
+            f.write('INFO glance.common.wsgi [-] Removing the orphans of '
+                    'the reserved stores in process %d\n' % hung.pid)
+        with self.assertRaises(bench.BenchError) as ctx:
+            api.wait_for_cleanup(timeout=0.2)
+        self.assertIn('process %d' % hung.pid, str(ctx.exception))
 
     def test_run_timeout_grows_with_the_size(self):
         self.assertLess(bench.run_timeout(16 * M), bench.run_timeout(G))
