@@ -708,6 +708,8 @@ class TestBisect(Fakes):
         os.makedirs(tree)
         git(tree, 'init', '-q')
         commit(tree, 'glance/tests/unit/test_a.py', 'import os\n', 'Base')
+        commit(tree, 'requirements.txt', 'pbr  # build\n', 'Require pbr')
+        commit(tree, 'test-requirements.txt', 'mock\n', 'Require mock')
         git(tree, 'tag', 'pristine')
         for path, text, subject in (
                 ('setup.cfg', '[metadata]\n', 'Add setup.cfg'),
@@ -717,7 +719,8 @@ class TestBisect(Fakes):
                 ('glance/tests/functional/test_b.py', 'b\n', 'Test it'),
                 ('glance/tests/unit/test_a.py', 'from glance.tests.'
                  'functional import test_b\n', 'Read it in a unit test'),
-                ('glance/tests/functional/test_b.py', 'b2\n', 'Change it')):
+                ('glance/tests/functional/test_b.py', 'b2\n', 'Change it'),
+                ('requirements.txt', 'six\n', 'Require six')):
             commit(tree, path, text, subject)
         ran = []
 
@@ -730,17 +733,18 @@ class TestBisect(Fakes):
             'PATH': '/bin', 'PYTHONDONTWRITEBYTECODE': '1',
             'TOX_TESTENV_PASSENV': ''}
         self.mod.stamp_of = lambda *args: 'stamp'
-        # The commits whose setup.cfg is not the tip's run tox; the others
-        # stestr in the tip's environment; documentation and functional
-        # tests that no unit test reads run nothing.
-        self.assertEqual('8 passed, 0 failed',
+        # The commits whose setup.cfg is not the tip's run tox; the others,
+        # whose requirements are some of the tip's, stestr in the tip's
+        # environment; documentation and functional tests that no unit
+        # test reads run nothing.
+        self.assertEqual('10 passed, 0 failed',
                          self.mod.job_bisect(skip_tip=True).line())
-        self.assertEqual(['tox', 'tox', 'run', 'run'], ran)
+        self.assertEqual(['tox', 'tox', 'run', 'run', 'run'], ran)
         self.assertEqual(2, sum('changes only doc/' in line
                                 for line in self.said))
         del ran[:]
-        self.assertEqual('10 passed, 0 failed', self.mod.job_bisect().line())
-        self.assertEqual(['tox', 'tox', 'run', 'run', 'run'], ran)
+        self.assertEqual('12 passed, 0 failed', self.mod.job_bisect().line())
+        self.assertEqual(['tox', 'tox', 'run', 'run', 'run', 'run'], ran)
         self.assertFalse(os.path.exists(os.path.join(self.root, 'bisect')))
 
 
